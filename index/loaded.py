@@ -1,0 +1,123 @@
+"""A generation of the index read into memory: the only long-lived state of a running citeqa."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index.store import (
+    CorruptIndexError,
+    NoIndexError,
+    check_compatible,
+    current_generation,
+    read_meta,
+)
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    doc_id: str
+    ord: int
+    title: str
+    text: str
+    content_hash: str
+    date_iso: str | None
+    date_start: int | None
+    date_end: int | None
+
+
+class LoadedIndex:
+    """Documents, sentences, passages, mentions and vectors of one generation, in memory."""
+
+    def __init__(self, index_dir: Path, gen_dir: Path, meta: dict[str, str]) -> None:
+        self.index_dir = index_dir
+        self.gen_dir = gen_dir
+        self.meta = meta
+        self.docs: dict[str, DocRecord] = {}
+        self.doc_sentences: dict[str, list[int]] = {}
+        self.doc_passages: dict[str, list[int]] = {}
+
+    @property
+    def encoder_name(self) -> str:
+        return self.meta["encoder"]
+
+    @classmethod
+    def open(cls, index_dir: Path | str) -> LoadedIndex:
+        index_dir = Path(index_dir)
+        gen = current_generation(index_dir)
+        if gen is None:
+            raise NoIndexError(f"no index at {index_dir} — run: qa index CORPUS --index {index_dir}")
+        meta = read_meta(gen)
+        check_compatible(meta, index_dir)
+        self = cls(index_dir, gen, meta)
+        try:
+            self._load()
+        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError) as e:
+            raise CorruptIndexError(
+                f"index at {gen} is damaged ({type(e).__name__}: {e}) — rebuild it: "
+                f"qa index CORPUS --index {index_dir} --rebuild"
+            ) from None
+        return self
+
+    def _load(self) -> None:
+        import faiss
+
+        db = sqlite3.connect(f"file:{self.gen_dir / 'index.sqlite'}?mode=ro", uri=True)
+        try:
+            for row in db.execute(
+                "SELECT doc_id, ord, title, text, content_hash, date_iso, date_start, date_end "
+                "FROM documents ORDER BY ord"
+            ):
+                self.docs[row[0]] = DocRecord(*row)
+                self.doc_sentences[row[0]] = []
+                self.doc_passages[row[0]] = []
+            srows = db.execute(
+                'SELECT id, doc_id, start, "end", passage_id FROM sentences ORDER BY id'
+            ).fetchall()
+            prows = db.execute(
+                'SELECT id, doc_id, first_sentence, last_sentence, start, "end" FROM passages ORDER BY id'
+            ).fetchall()
+            mrows = db.execute('SELECT sentence_id, start, "end", label FROM mentions').fetchall()
+        finally:
+            db.close()
+        if [r[0] for r in srows] != list(range(len(srows))):
+            raise ValueError("sentence ids are not contiguous")
+        self.sent_doc: list[str] = [r[1] for r in srows]
+        self.sent_start = np.array([r[2] for r in srows], dtype=np.int64)
+        self.sent_end = np.array([r[3] for r in srows], dtype=np.int64)
+        self.sent_passage = np.array([r[4] for r in srows], dtype=np.int64)
+        self.sent_text: list[str] = [
+            self.docs[d].text[s:e] for d, s, e in zip(self.sent_doc, self.sent_start, self.sent_end, strict=True)
+        ]
+        for i, d in enumerate(self.sent_doc):
+            self.doc_sentences[d].append(i)
+        self.pass_doc: list[str] = [r[1] for r in prows]
+        self.pass_first = np.array([r[2] for r in prows], dtype=np.int64)
+        self.pass_last = np.array([r[3] for r in prows], dtype=np.int64)
+        self.pass_start = np.array([r[4] for r in prows], dtype=np.int64)
+        self.pass_end = np.array([r[5] for r in prows], dtype=np.int64)
+        self.pass_text: list[str] = [
+            self.docs[d].text[s:e] for d, s, e in zip(self.pass_doc, self.pass_start, self.pass_end, strict=True)
+        ]
+        for i, d in enumerate(self.pass_doc):
+            self.doc_passages[d].append(i)
+        self.mentions: list[list[tuple[int, int, str]]] = [[] for _ in srows]
+        for sid, s, e, label in mrows:
+            self.mentions[sid].append((s, e, label))
+        self.sent_vecs = np.load(self.gen_dir / "sentences.npy")
+        self.pass_vecs = np.load(self.gen_dir / "passages.npy")
+        if self.sent_vecs.shape[0] != len(srows) or self.pass_vecs.shape[0] != len(prows):
+            raise ValueError("vector count does not match the records")
+        self.pass_faiss = faiss.read_index(str(self.gen_dir / "passages.faiss"))
+        self.sent_faiss = faiss.read_index(str(self.gen_dir / "sentences.faiss"))
+        if self.pass_faiss.ntotal != len(prows) or self.sent_faiss.ntotal != len(srows):
+            raise ValueError("FAISS index size does not match the records")
+
+    def n_sentences(self) -> int:
+        return len(self.sent_doc)
+
+    def n_passages(self) -> int:
+        return len(self.pass_doc)

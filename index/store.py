@@ -1,0 +1,205 @@
+"""The index directory: SQLite for records, FAISS and NumPy for vectors, switched atomically.
+
+Layout::
+
+    INDEX_DIR/
+      CURRENT            name of the live generation (replaced with os.replace: atomic)
+      gen-<id>/          one complete build
+        index.sqlite     meta, documents, sentences, passages, mentions
+        passages.faiss   inner-product index over passage vectors (ids = passage ids)
+        sentences.faiss  inner-product index over sentence vectors (ids = sentence ids)
+      .lock              held by a running build
+
+A build writes a new generation next to the live one and only then points CURRENT at it, so a
+build killed at any moment leaves the previous index answering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = "1"
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE documents (
+    doc_id TEXT PRIMARY KEY, ord INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL,
+    content_hash TEXT NOT NULL, date_iso TEXT, date_start INTEGER, date_end INTEGER
+);
+CREATE TABLE sentences (
+    id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, idx INTEGER NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, passage_id INTEGER NOT NULL
+);
+CREATE TABLE passages (
+    id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, first_sentence INTEGER NOT NULL,
+    last_sentence INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL
+);
+CREATE TABLE mentions (
+    sentence_id INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, label TEXT NOT NULL
+);
+CREATE INDEX sentences_doc ON sentences(doc_id);
+CREATE INDEX mentions_sentence ON mentions(sentence_id);
+"""
+
+
+class IndexError_(Exception):
+    """Base for index problems; the message says what to do next."""
+
+
+class NoIndexError(IndexError_):
+    pass
+
+
+class IncompatibleIndexError(IndexError_):
+    pass
+
+
+class CorruptIndexError(IndexError_):
+    pass
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    encoder: str
+    dim: int
+    splitter: str
+    annotator: str
+    format: str = FORMAT_VERSION
+
+    def as_meta(self) -> dict[str, str]:
+        return {
+            "format": self.format,
+            "encoder": self.encoder,
+            "dim": str(self.dim),
+            "splitter": self.splitter,
+            "annotator": self.annotator,
+        }
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    cur = index_dir / "CURRENT"
+    try:
+        name = cur.read_text().strip()
+    except FileNotFoundError:
+        return None
+    gen = index_dir / name
+    return gen if gen.is_dir() else None
+
+
+def new_generation_dir(index_dir: Path) -> Path:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    name = f"gen-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9}.tmp"
+    path = index_dir / name
+    path.mkdir()
+    return path
+
+
+def publish_generation(index_dir: Path, tmp_gen: Path) -> Path:
+    """Make ``tmp_gen`` the live generation (atomic), then drop older generations but one."""
+    final = tmp_gen.with_suffix("")
+    os.replace(tmp_gen, final)
+    _fsync_dir(final)
+    cur_tmp = index_dir / "CURRENT.tmp"
+    with open(cur_tmp, "w") as f:
+        f.write(final.name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    previous = current_generation(index_dir)
+    os.replace(cur_tmp, index_dir / "CURRENT")
+    _fsync_dir(index_dir)
+    keep = {final.name} | ({previous.name} if previous else set())
+    # The previous generation stays one build longer: a server may still be reading it.
+    for p in index_dir.iterdir():
+        if p.is_dir() and p.name.startswith("gen-") and p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class GenerationWriter:
+    """Writes one generation's SQLite file; vectors are saved with ``save_vectors``."""
+
+    def __init__(self, gen_dir: Path, settings: IndexSettings) -> None:
+        self.dir = gen_dir
+        self.db = sqlite3.connect(gen_dir / "index.sqlite")
+        self.db.executescript(SCHEMA)
+        self.db.executemany("INSERT INTO meta VALUES (?, ?)", settings.as_meta().items())
+
+    def add_document(self, ord_: int, doc_id: str, title: str, text: str, content_hash: str,
+                     date: tuple[str, int, int] | None) -> None:
+        d = date or (None, None, None)
+        self.db.execute(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
+            (doc_id, ord_, title, text, content_hash, d[0], d[1], d[2]),
+        )
+
+    def add_sentences(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
+        self.db.executemany("INSERT INTO sentences VALUES (?,?,?,?,?,?)", rows)
+
+    def add_passages(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
+        self.db.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?)", rows)
+
+    def add_mentions(self, rows: Iterable[tuple[int, int, int, str]]) -> None:
+        self.db.executemany("INSERT INTO mentions VALUES (?,?,?,?)", rows)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def save_vectors(self, name: str, vectors: np.ndarray) -> None:
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        np.save(self.dir / f"{name}.npy", vectors)
+        idx = faiss.IndexFlatIP(vectors.shape[1])
+        if len(vectors):
+            idx.add(vectors)
+        faiss.write_index(idx, str(self.dir / f"{name}.faiss"))
+
+    def close(self) -> None:
+        self.db.commit()
+        self.db.close()
+
+
+def read_meta(gen_dir: Path) -> dict[str, str]:
+    db_path = gen_dir / "index.sqlite"
+    try:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            return dict(db.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        raise CorruptIndexError(
+            f"index file {db_path} is unreadable ({e}) — rebuild it: qa index CORPUS --index {gen_dir.parent} --rebuild"
+        ) from None
+
+
+def check_compatible(meta: dict[str, str], index_dir: Path) -> None:
+    if meta.get("format") != FORMAT_VERSION:
+        raise IncompatibleIndexError(
+            f"index at {index_dir} has layout version {meta.get('format')!r}, this citeqa reads "
+            f"{FORMAT_VERSION!r} — rebuild it: qa index CORPUS --index {index_dir} --rebuild"
+        )
+
+
+def dump_json(path: Path, obj: object) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False))

@@ -1,0 +1,263 @@
+"""The `qa` command: the one place that knows every room (index, ask, show, serve, eval).
+
+Exit codes: 0 ok, 1 failure, 2 bad usage (including a missing index or an empty question).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_INDEX = ".citeqa"
+
+EXAMPLES = """\
+examples:
+  qa index corpus/ --index .citeqa
+  qa ask --index .citeqa "when were direct AZAL flights announced"
+  qa ask --index .citeqa --json "who led the Pakistan side?"
+  echo '{"id": "q1", "question": "who visited Islamabad?"}' | qa ask --index .citeqa --jsonl
+  qa show --index .citeqa 003_fdf2c5db0e68fe77.txt
+  qa serve --index .citeqa --port 8000
+  qa eval --gold eval/gold/demo.jsonl --index .citeqa --out reports/
+"""
+
+
+def _err(msg: str) -> None:
+    print(f"qa: {msg}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="qa",
+        description="Ask questions of a folder of documents; every answer is a cited quote.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    pi = sub.add_parser(
+        "index",
+        help="index (or update the index of) a folder of .txt/.md documents",
+        description="Index every .txt and .md file under CORPUS (recursively). Re-running only "
+        "re-embeds new or changed files and drops deleted ones. The index is replaced atomically: "
+        "an interrupted build leaves the previous index usable.",
+    )
+    pi.add_argument("corpus", type=Path, metavar="CORPUS", help="folder of documents")
+    pi.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+    pi.add_argument("--encoder", choices=["minilm", "minilm-int8"], default=None,
+                    help="embedding model (default: the one the existing index uses, else minilm)")
+    pi.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
+    pi.add_argument("--json", action="store_true", help="print the build report as JSON")
+    pi.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+    pa = sub.add_parser(
+        "ask",
+        help="ask a question (or many with --jsonl)",
+        description="Answer a question from the indexed documents with cited sentences, or say "
+        "that the documents do not answer it.",
+    )
+    pa.add_argument("question", nargs="?", help="the question (omit with --jsonl)")
+    pa.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+    pa.add_argument("-k", type=int, default=5, help="number of citations (1-50, default 5)")
+    fmt = pa.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print one JSON object (the answer contract)")
+    fmt.add_argument("--jsonl", action="store_true",
+                     help='read {"id","question"} lines from stdin, write one answer object per line, same order')
+
+    ps = sub.add_parser("show", help="print a stored document's text",
+                        description="Print the text of DOC_ID exactly as stored (citation offsets point into it).")
+    ps.add_argument("doc_id", metavar="DOC_ID")
+    ps.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+
+    pv = sub.add_parser("serve", help="serve the web chat and JSON API",
+                        description="Serve the chat on http://HOST:PORT/ and the API under /api.")
+    pv.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+    pv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    pv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    pv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+
+    pe = sub.add_parser("eval", help="score answers against a gold question set (and SQuAD)",
+                        description="Evaluate citeqa against a gold set; writes report.json, report.md and plots.")
+    try:
+        from eval.run import configure_parser
+    except ImportError:  # pragma: no cover - eval room not installed
+        configure_parser = None
+    if configure_parser is not None:
+        configure_parser(pe)
+    return p
+
+
+# --- index ----------------------------------------------------------------------------------
+def cmd_index(args: argparse.Namespace) -> int:
+    from index.build import BuildError, build_index
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    try:
+        report = build_index(args.corpus, args.index, encoder_name=args.encoder, rebuild=args.rebuild,
+                             progress=not args.quiet, log=log)
+    except BuildError as e:
+        _err(str(e))
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(
+        f"indexed {report.documents} documents ({report.sentences} sentences, {report.passages} passages) "
+        f"into {args.index} in {report.seconds:.1f}s: {len(report.added)} added, {len(report.changed)} changed, "
+        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed, {len(report.skipped)} skipped"
+    )
+    return 0
+
+
+# --- ask ------------------------------------------------------------------------------------
+def _open_engine(index_dir: Path):
+    from index.store import IndexError_, NoIndexError
+    from qa.engine import Engine
+
+    try:
+        return Engine.open(index_dir), 0
+    except NoIndexError as e:
+        _err(str(e))
+        return None, 2
+    except IndexError_ as e:
+        _err(str(e))
+        return None, 1
+
+
+_BOLD_YELLOW = "\033[1;33m"
+_DIM = "\033[2m"
+_RESET = "\033[0m"
+
+
+def render_human(ans: dict, color: bool) -> str:
+    def hl(s: str, a: int | None, b: int | None) -> str:
+        if a is None or b is None:
+            return s
+        mark = (_BOLD_YELLOW, _RESET) if color else ("«", "»")
+        return s[:a] + mark[0] + s[a:b] + mark[1] + s[b:]
+
+    lines = []
+    if ans["abstained"]:
+        lines.append("The documents don't say. (confidence %.2f)" % ans["confidence"])
+        lines.append("Nearest passages (not an answer):")
+    else:
+        answer = ans["answer"]
+        lines.append(f"{_BOLD_YELLOW}{answer}{_RESET}" if color else f"Answer: {answer}")
+        if ans.get("answer_note"):
+            lines.append(f"  ({ans['answer_note']})")
+        lines.append(f"  confidence {ans['confidence']:.2f}")
+    for i, c in enumerate(ans["citations"], 1):
+        sent = hl(c["sentence"], c.get("answer_start"), c.get("answer_end"))
+        meta = c["title"][:80] + (f" — {c['date']}" if c.get("date") else "") + f" — {c['doc_id']} [{c['start']}:{c['end']}]"
+        lines.append(f"[{i}] {sent}")
+        lines.append(f"    {_DIM}{meta}{_RESET}" if color else f"    {meta}")
+    return "\n".join(lines)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from qa.engine import MAX_K, QuestionError
+
+    if not 1 <= args.k <= MAX_K:
+        _err(f"-k must be from 1 to {MAX_K}")
+        return 2
+    if args.jsonl:
+        if args.question:
+            _err("--jsonl reads questions from stdin; do not also pass a question")
+            return 2
+    elif args.question is None or not args.question.strip():
+        _err('the question is empty — usage: qa ask --index DIR "QUESTION"')
+        return 2
+    engine, code = _open_engine(args.index)
+    if engine is None:
+        return code
+    if not args.jsonl:
+        try:
+            ans = engine.ask(args.question, k=args.k).to_dict()
+        except QuestionError as e:
+            _err(str(e))
+            return 2
+        if args.json:
+            print(json.dumps(ans, ensure_ascii=False))
+        else:
+            print(render_human(ans, color=sys.stdout.isatty()))
+        return 0
+    failures = 0
+    for lineno, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        qid = None
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
+                raise QuestionError('each line must be a JSON object with a "question" string')
+            qid = obj.get("id")
+            out = engine.ask(obj["question"], k=args.k, id=None if qid is None else str(qid)).to_dict()
+        except (json.JSONDecodeError, QuestionError) as e:
+            failures += 1
+            out = {"id": qid, "error": f"line {lineno}: {e}"}
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+    return 1 if failures else 0
+
+
+# --- show -----------------------------------------------------------------------------------
+def cmd_show(args: argparse.Namespace) -> int:
+    from index.loaded import LoadedIndex
+    from index.store import IndexError_, NoIndexError
+
+    try:
+        idx = LoadedIndex.open(args.index)
+    except NoIndexError as e:
+        _err(str(e))
+        return 2
+    except IndexError_ as e:
+        _err(str(e))
+        return 1
+    doc = idx.docs.get(args.doc_id)
+    if doc is None:
+        _err(f"no document {args.doc_id!r} in {args.index} — list them with: qa ask --index {args.index} …, or see /api/documents")
+        return 2
+    sys.stdout.write(doc.text)
+    if not doc.text.endswith("\n"):
+        sys.stdout.write("\n")
+    return 0
+
+
+# --- serve / eval ---------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from web.app import serve
+    except ImportError as e:
+        _err(f"the web chat is not available: {e}")
+        return 1
+    return serve(args.index, host=args.host, port=args.port, workers=args.workers)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eval.run import run
+
+    return run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handler = {"index": cmd_index, "ask": cmd_ask, "show": cmd_show, "serve": cmd_serve, "eval": cmd_eval}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Shared fixtures: the demo index is built once per test session with the real packaged model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "corpus"
+QA = str(Path(sys.executable).with_name("qa"))
+
+
+def run_qa(*args: str, input: str | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `qa` command as a user would."""
+    return subprocess.run(
+        [QA, *args], input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd or ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+
+
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled corpus indexed once for the session (read-only for tests: copy it to mutate)."""
+    index_dir = tmp_path_factory.mktemp("demo") / "index"
+    from index.build import build_index
+
+    build_index(CORPUS, index_dir, progress=False, log=lambda m: None)
+    return index_dir
+
+
+@pytest.fixture(scope="session")
+def engine(demo_index: Path):
+    from qa.engine import Engine
+
+    return Engine.open(demo_index)
+
+
+@pytest.fixture()
+def corpus_copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "corpus"
+    shutil.copytree(CORPUS, dst)
+    return dst
