@@ -122,6 +122,14 @@ def detect_document_date(text: str) -> DocDate | None:
     lines = [m for m in re.finditer(r"[^\n]*\S[^\n]*", text)][:3]
     for m in lines:
         dates = find_dates(text, m.start(), m.end())
+        # A dateline opens its line ("Islamabad, 13 April 2023 (TDI): …") or is a short line of
+        # its own ("Interviews 14:54 27.05.2023"); a date mid-sentence is an event.
+        dates = [
+            d
+            for d in dates
+            if m.end() - m.start() <= 40
+            or (d.start - m.start() <= 40 and re.match(r"\s*(?:[(:—–-]|$)", text[d.end : m.end()]))
+        ]
         if dates:
             return dates[0]
     for m in _SIGNATURE.finditer(text):

@@ -24,12 +24,7 @@ from dataclasses import dataclass
 SPLITTER_VERSION = "rules-1"
 
 _ABBREVIATIONS = frozenset(
-    """
-    mr mrs ms dr prof sr jr st mt gen col lt sgt capt cmdr adm gov sen rep rev hon pres
-    vs etc inc ltd co corp dept univ est approx fig no nos vol pp op cf al ed eds
-    jan feb mar apr jun jul aug sep sept oct nov dec
-    e.g i.e u.s u.k u.n u.s.a a.m p.m ph.d b.a m.a d.c
-    """.split()
+    ["mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "gen", "col", "lt", "sgt", "capt", "cmdr", "adm", "gov", "sen", "rep", "rev", "hon", "pres", "vs", "etc", "inc", "ltd", "co", "corp", "dept", "univ", "est", "approx", "fig", "no", "nos", "vol", "pp", "op", "cf", "al", "ed", "eds", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "e.g", "i.e", "u.s", "u.k", "u.n", "u.s.a", "a.m", "p.m", "ph.d", "b.a", "m.a", "d.c"]
 )
 
 # End of a sentence inside a line: terminal punctuation, closing quotes/brackets, whitespace.

@@ -6,15 +6,7 @@ import re
 from dataclasses import dataclass
 
 STOPWORDS = frozenset(
-    """
-    a an the and or but if of at by for with about against between into through during before
-    after above below to from up down in out on off over under again further then once here there
-    all any both each few more most other some such no nor not only own same so than too very
-    s t can will just don should now is are was were be been being have has had having do does
-    did doing i me my we our you your he him his she her it its they them their what which who
-    whom whose this that these those am would could shall may might must also as per via
-    when where why how whats
-    """.split()
+    ["a", "an", "the", "and", "or", "but", "if", "of", "at", "by", "for", "with", "about", "against", "between", "into", "through", "during", "before", "after", "above", "below", "to", "from", "up", "down", "in", "out", "on", "off", "over", "under", "again", "further", "then", "once", "here", "there", "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "no", "nor", "not", "only", "own", "same", "so", "than", "too", "very", "s", "t", "can", "will", "just", "don", "should", "now", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had", "having", "do", "does", "did", "doing", "i", "me", "my", "we", "our", "you", "your", "he", "him", "his", "she", "her", "it", "its", "they", "them", "their", "what", "which", "who", "whom", "whose", "this", "that", "these", "those", "am", "would", "could", "shall", "may", "might", "must", "also", "as", "per", "via", "when", "where", "why", "how", "whats"]
 )
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")

@@ -144,18 +144,28 @@ class AnswerStep:
         return _sigmoid(12.0 * (support - 0.45))
 
     # --- answer phrase --------------------------------------------------------------------
-    def _term_positions(self, q: Question, text: str) -> list[int]:
+    def _term_positions(self, q: Question, text: str) -> list[tuple[int, float]]:
+        """Where the question's terms occur in ``text``, each with its idf weight."""
         qterms = set(q.terms)
-        return [m.start() for m in re.finditer(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?", text) if content_terms(m.group(0)) and content_terms(m.group(0))[0] in qterms]
+        idf = self.retriever.passage_bm25.term_idf
+        out = []
+        for m in re.finditer(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?", text):
+            terms = content_terms(m.group(0))
+            if terms and terms[0] in qterms:
+                out.append((m.start(), idf(terms[0])))
+        return out
 
-    def _closest(self, spans: list[Span], anchors: list[int], preferred: frozenset[str] = frozenset()) -> Span:
-        """The span nearest the question's terms in the sentence; preferred labels count as nearer."""
+    def _closest(
+        self, spans: list[Span], anchors: list[tuple[int, float]], preferred: frozenset[str] = frozenset()
+    ) -> Span:
+        """The span nearest the question's rare terms; a preferred label counts as a little nearer."""
 
-        def dist(sp: Span) -> float:
-            d = min((min(abs(a - sp.start), abs(a - sp.end)) for a in anchors), default=sp.start)
-            return d - 0.01 * (sp.end - sp.start) - (60.0 if sp.label in preferred else 0.0)
+        def closeness(sp: Span) -> float:
+            near = sum(w * math.exp(-min(abs(a - sp.start), abs(a - sp.end)) / 25.0) for a, w in anchors)
+            total = sum(w for _, w in anchors) or 1.0
+            return near / total + (0.15 if sp.label in preferred else 0.0) + 0.001 * (sp.end - sp.start)
 
-        return min(spans, key=dist)
+        return max(spans, key=closeness)
 
     def choose_answer(self, q: Question, sid: int) -> AnswerChoice:
         text = self.index.sent_text[sid]

@@ -143,7 +143,7 @@ def render_human(ans: dict, color: bool) -> str:
 
     lines = []
     if ans["abstained"]:
-        lines.append("The documents don't say. (confidence %.2f)" % ans["confidence"])
+        lines.append(f"The documents don't say. (confidence {ans['confidence']:.2f})")
         lines.append("Nearest passages (not an answer):")
     else:
         answer = ans["answer"]

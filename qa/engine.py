@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.encoder import Encoder, load_encoder
+from index.encoder import ENCODERS, Encoder, load_encoder
 from index.loaded import LoadedIndex
+from index.store import IncompatibleIndexError
 from qa.analyze import analyze, content_terms
 from qa.answer import ABSTAIN_THRESHOLD, AnswerStep, ScoredSentence
 from qa.retrieve import Retriever, _top
@@ -55,6 +56,11 @@ class Engine:
     def open(cls, index_dir: Path | str) -> Engine:
         """Load the index at ``index_dir`` and the encoder that built it."""
         index = LoadedIndex.open(Path(index_dir))
+        if index.encoder_name not in ENCODERS:
+            raise IncompatibleIndexError(
+                f"index at {index_dir} was built with encoder {index.encoder_name!r}, which this citeqa does not "
+                f"have ({', '.join(ENCODERS)}) — rebuild it: qa index CORPUS --index {index_dir} --rebuild"
+            )
         return cls(index, load_encoder(index.encoder_name))
 
     def encode_question(self, question: str) -> np.ndarray:

@@ -1,0 +1,573 @@
+"""The web room: a chat page over the engine and the same answers as a JSON API.
+
+``create_app(index_dir)`` loads the index and model once; every route reads that one engine.
+Engine calls are CPU-bound, so the routes that call it are plain ``def``: FastAPI runs them in
+its thread pool, and the engine only reads shared arrays (numpy, FAISS, torch inference), which
+is safe from several threads at once.
+
+Example::
+
+    >>> from fastapi.testclient import TestClient          # doctest: +SKIP
+    >>> client = TestClient(create_app(".citeqa"))           # doctest: +SKIP
+    >>> client.post("/api/ask", json={"question": "when were direct AZAL flights announced"}).json()["answer"]
+    'November 9, 2023'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+
+import jinja2
+from fastapi import FastAPI, Form, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from index.store import IndexError_, NoIndexError, current_generation
+from qa.engine import MAX_K, MAX_QUESTION_CHARS, Engine, QuestionError
+
+HERE = Path(__file__).resolve().parent
+INDEX_ENV = "CITEQA_INDEX"  # how `serve --workers N` hands the index folder to each worker process
+
+EXAMPLES = (
+    "when were direct AZAL flights announced",
+    "Who led the Pakistan side?",
+    "Who is Azerbaijan's ambassador to Pakistan?",
+    "Where was the ECO summit held?",
+    "Who won the 2022 FIFA World Cup?",
+)
+
+# Confidence cues: the engine abstains below 0.5, so "low" is an answer the user should check.
+CONFIDENCE_LEVELS = ((0.85, "high"), (0.65, "medium"), (0.0, "low"))
+
+# Pages allow nothing from elsewhere: no CDN, no inline script (so an injected <script> cannot run).
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+# --- API schema ---------------------------------------------------------------------------------
+class AskRequest(BaseModel):
+    """A question; ``k`` is the number of citations to return."""
+
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={"examples": [{"question": "when were direct AZAL flights announced", "k": 5}]},
+    )
+
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="the question, in plain words")
+    k: int = Field(5, ge=1, le=MAX_K, description=f"number of citations, 1 to {MAX_K}")
+    id: str | None = Field(None, max_length=200, description="echoed back in the answer")
+
+
+class CitationOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    doc_id: str
+    title: str
+    sentence: str = Field(description="document.text[start:end]")
+    start: int
+    end: int
+    score: float
+    answer_start: int | None = Field(None, description="start of the answer phrase inside `sentence`")
+    answer_end: int | None = None
+    date: str | None = Field(None, description="the document's ISO date, when its text states one")
+
+
+class AnswerOut(BaseModel):
+    """The answer contract of GUIDE.md (the same object as `qa ask --json`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None
+    question: str
+    answer: str | None = Field(description="a quote from the top citation (or its document's date); null when abstaining")
+    abstained: bool
+    confidence: float
+    citations: list[CitationOut] = Field(description="best first; the nearest passages even when abstaining")
+    answer_source: str | None = Field(None, description='"sentence" or "document_date"')
+    answer_note: str | None = None
+
+
+class DocumentSummary(BaseModel):
+    doc_id: str
+    title: str
+    date: str | None
+    sentences: int
+    chars: int
+
+
+class DocumentOut(DocumentSummary):
+    text: str
+    content_hash: str
+    date_start: int | None = Field(description="offsets of the document's date in `text`")
+    date_end: int | None
+    sentence_offsets: list[tuple[int, int]] = Field(description="[start, end] of every sentence in `text`")
+
+
+class Health(BaseModel):
+    status: str = Field(description='"ok", or "no_index" (the page says how to build one)')
+    index_loaded: bool
+    index_dir: str
+    documents: int
+    sentences: int
+    model: str | None
+    detail: str | None = None
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="one line saying what was wrong")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "malformed request (bad JSON, invalid document id)"},
+    415: {"model": ErrorOut, "description": "the body is not sent as application/json"},
+    422: {"model": ErrorOut, "description": "the request does not fit the schema (the reason is one line)"},
+    503: {"model": ErrorOut, "description": "no index loaded yet; the reason says how to build one"},
+}
+
+
+# --- the engine holder --------------------------------------------------------------------------
+class EngineHolder:
+    """The one engine of this process, or why there is none; retries when an index appears."""
+
+    RETRY_SECONDS = 2.0
+
+    def __init__(self, index_dir: Path, engine: Engine | None = None) -> None:
+        self.index_dir = index_dir
+        self.engine = engine
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._tried_at = 0.0
+        if engine is None:
+            self._open()
+
+    def _open(self) -> None:
+        self._tried_at = time.monotonic()
+        try:
+            self.engine = Engine.open(self.index_dir)
+            self.error = None
+        except NoIndexError:
+            self.error = f"There is no index at {self.index_dir} yet."
+        except IndexError_ as e:
+            self.error = str(e)
+
+    def get(self) -> Engine | None:
+        # A user who builds the index while the server runs should not have to restart it.
+        if self.engine is None and time.monotonic() - self._tried_at > self.RETRY_SECONDS:
+            with self._lock:
+                if self.engine is None and current_generation(self.index_dir) is not None:
+                    self._open()
+                self._tried_at = time.monotonic()
+        return self.engine
+
+    def build_hint(self) -> str:
+        return f"qa index corpus --index {self.index_dir}"
+
+    def require(self) -> Engine:
+        engine = self.get()
+        if engine is None:
+            raise HTTPException(503, f"{self.error} Build it with: {self.build_hint()}")
+        return engine
+
+
+# --- view helpers (the chat's JavaScript mirrors these in static/chat.js) ----------------------
+def confidence_level(conf: float) -> str:
+    return next(name for floor, name in CONFIDENCE_LEVELS if conf >= floor)
+
+
+def pretty_date(iso: str | None) -> str | None:
+    if not iso:
+        return None
+    try:
+        d = date.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return f"{d.day} {d.strftime('%b')} {d.year}"
+
+
+def doc_href(doc_id: str, start: int, end: int, a_start: int | None = None, a_end: int | None = None) -> str:
+    params: dict[str, int] = {"start": start, "end": end}
+    if a_start is not None and a_end is not None:
+        params |= {"astart": a_start, "aend": a_end}
+    return f"/doc/{quote(doc_id, safe='/')}?{urlencode(params)}#cite"
+
+
+def answer_view(ans: dict[str, Any]) -> dict[str, Any]:
+    """What a template needs to show one answer: highlighted sentence parts and citation links."""
+    cits = []
+    for i, c in enumerate(ans["citations"]):
+        a, b = c.get("answer_start"), c.get("answer_end")
+        s = c["sentence"]
+        if i == 0 and not ans["abstained"] and a is not None and b is not None and 0 <= a < b <= len(s):
+            parts = (s[:a], s[a:b], s[b:])
+            href = doc_href(c["doc_id"], c["start"], c["end"], c["start"] + a, c["start"] + b)
+        else:
+            parts = (s, "", "")
+            href = doc_href(c["doc_id"], c["start"], c["end"])
+        if i == 0 and ans.get("answer_source") == "document_date" and ans.get("answer_doc_id") == c["doc_id"]:
+            href = doc_href(c["doc_id"], c["start"], c["end"], ans["answer_doc_start"], ans["answer_doc_end"])
+        cits.append({**c, "n": i + 1, "parts": parts, "href": href, "pretty_date": pretty_date(c.get("date"))})
+    date_href = None
+    if ans.get("answer_source") == "document_date" and ans.get("answer_doc_id") is not None:
+        date_href = doc_href(ans["answer_doc_id"], ans["answer_doc_start"], ans["answer_doc_end"])
+    return {**ans, "cits": cits, "level": confidence_level(ans["confidence"]), "date_href": date_href}
+
+
+def doc_segments(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[str, str | None, bool]]:
+    """Split ``text`` at the spans' edges: (piece, css class or None, opens the cited mark)."""
+    cuts = {0, len(text)}
+    for s, e, _ in spans:
+        cuts |= {s, e}
+    edges = sorted(cuts)
+    out: list[tuple[str, str | None, bool]] = []
+    first_cite = True
+    for s, e in zip(edges, edges[1:], strict=False):
+        classes = [cls for a, b, cls in spans if a <= s and e <= b]
+        cls = " ".join(classes) or None
+        is_anchor = "cite" in classes and first_cite
+        if is_anchor:
+            first_cite = False
+        out.append((text[s:e], cls, is_anchor))
+    return out
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_doc_id(doc_id: str) -> None:
+    """Refuse ids that try to leave the corpus (also when percent-encoded, once or twice)."""
+    seen = {doc_id, unquote(doc_id), unquote(unquote(doc_id))}
+    for cand in seen:
+        c = cand.replace("\\", "/")
+        if "\x00" in c or c.startswith("/") or _DRIVE.match(c) or ".." in c.split("/"):
+            raise HTTPException(400, f"invalid document id {doc_id[:80]!r}: ids are paths inside the corpus")
+
+
+def one_line(exc: RequestValidationError) -> tuple[int, str]:
+    """A validation error as (status, one-line reason)."""
+    errs = exc.errors()
+    if not errs:
+        return 422, "invalid request"
+    err = errs[0]
+    if err.get("type") == "json_invalid":
+        return 400, "malformed JSON body: " + str((err.get("ctx") or {}).get("error", "cannot parse it"))
+    loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "form")]
+    where = ".".join(loc)
+    if err.get("type") == "missing" and not loc:
+        return 422, 'request body is required: a JSON object such as {"question": "…"}'
+    msg = str(err.get("msg", "invalid value"))
+    if loc == ["question"] and err.get("type") == "string_too_short":
+        return 422, "the question is empty"
+    if loc == ["question"] and err.get("type") == "string_too_long":
+        n = len(err.get("input") or "")
+        return 422, f"the question is {n} characters long; the limit is {MAX_QUESTION_CHARS}"
+    if err.get("type") == "model_attributes_type" or (not loc and "dict" in msg):
+        return 422, 'request body must be a JSON object such as {"question": "…"}'
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return 422, f"{where}: {msg}{more}" if where else f"{msg}{more}"
+
+
+def wants_html(request: Request) -> bool:
+    path = request.url.path
+    return not (path.startswith("/api/") or path in ("/healthz", "/openapi.json"))
+
+
+# --- the app ------------------------------------------------------------------------------------
+def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """The chat and API over the index at ``index_dir`` (or a ready ``engine`` for it).
+
+    A missing index does not stop the app: pages say how to build one, the API answers 503.
+    """
+    if index_dir is None:
+        index_dir = os.environ.get(INDEX_ENV, ".citeqa")
+    index_dir = Path(index_dir)
+    holder = EngineHolder(index_dir, engine)
+
+    app = FastAPI(
+        title="citeqa",
+        version="0.1.0",
+        summary="Cited extractive question answering over a folder of documents.",
+        description="Every answer is a quote from the indexed documents, with the sentences that support it; "
+        "when the documents do not answer, `abstained` is true and the citations are the nearest passages.",
+        docs_url=None,  # FastAPI's Swagger UI loads from a CDN; /docs is our own page (see api_docs)
+        redoc_url=None,
+    )
+    app.state.holder = holder
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,  # every template, whatever its extension
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals |= {"max_chars": MAX_QUESTION_CHARS, "pretty_date": pretty_date, "answer_view": answer_view}
+    env.filters["tojson_safe"] = lambda v: jinja2.utils.htmlsafe_json_dumps(v)
+
+    def page(name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        eng = holder.get()
+        base = {
+            "index_dir": str(index_dir),
+            "index_error": None if eng else holder.error,
+            "build_hint": holder.build_hint(),
+            "n_docs": len(eng.index.docs) if eng else 0,
+        }
+        html = env.get_template(name).render(**base, **ctx)
+        return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+    # --- errors: one line, JSON for the API and an HTML page for browsers ----------------------
+    def error_response(request: Request, status: int, detail: str) -> Response:
+        if wants_html(request):
+            return page("error.html", status=status, status_code=status, detail=detail)
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        status, detail = one_line(exc)
+        ctype = request.headers.get("content-type", "")
+        sent = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+        if request.url.path.startswith("/api/") and request.method == "POST" and sent and "json" not in ctype:
+            status, detail = 415, "send the body as JSON with the header content-type: application/json"
+        return error_response(request, status, detail)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(jsonable_encoder(exc.detail))
+        resp = error_response(request, exc.status_code, detail.splitlines()[0] if detail else "error")
+        if exc.headers:
+            resp.headers.update(exc.headers)
+        return resp
+
+    # --- API ----------------------------------------------------------------------------------
+    @app.post("/api/ask", response_model=AnswerOut, responses=ERRORS, tags=["api"],
+              summary="Answer a question with cited sentences")
+    def api_ask(req: AskRequest) -> JSONResponse:
+        eng = holder.require()
+        try:
+            ans = eng.ask(req.question, k=req.k, id=req.id)
+        except QuestionError as e:
+            raise HTTPException(422, str(e)) from None
+        return JSONResponse(ans.to_dict())
+
+    @app.get("/api/documents", response_model=list[DocumentSummary], responses={503: ERRORS[503]}, tags=["api"],
+             summary="List the indexed documents")
+    def api_documents() -> list[dict[str, Any]]:
+        eng = holder.require()
+        sents = eng.index.doc_sentences
+        return [
+            {"doc_id": d.doc_id, "title": d.title, "date": d.date_iso, "sentences": len(sents[d.doc_id]),
+             "chars": len(d.text)}
+            for d in eng.index.docs.values()
+        ]
+
+    @app.get("/api/documents/{doc_id:path}", response_model=DocumentOut,
+             responses={400: ERRORS[400], 404: {"model": ErrorOut, "description": "no such document"}, 503: ERRORS[503]},
+             tags=["api"],
+             summary="One document's text and metadata")
+    def api_document(doc_id: str) -> dict[str, Any]:
+        eng = holder.require()
+        doc = find_doc(eng, doc_id)
+        idx = eng.index
+        sids = idx.doc_sentences[doc.doc_id]
+        return {
+            "doc_id": doc.doc_id, "title": doc.title, "date": doc.date_iso, "sentences": len(sids),
+            "chars": len(doc.text), "text": doc.text, "content_hash": doc.content_hash,
+            "date_start": doc.date_start, "date_end": doc.date_end,
+            "sentence_offsets": [(int(idx.sent_start[s]), int(idx.sent_end[s])) for s in sids],
+        }
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "no index"}},
+             tags=["api"], summary="Is an index loaded, how big, which model")
+    def healthz() -> JSONResponse:
+        eng = holder.get()
+        body = Health(
+            status="ok" if eng else "no_index",
+            index_loaded=eng is not None,
+            index_dir=str(index_dir),
+            documents=len(eng.index.docs) if eng else 0,
+            sentences=eng.index.n_sentences() if eng else 0,
+            model=eng.index.encoder_name if eng else None,
+            detail=None if eng else f"{holder.error} Build it with: {holder.build_hint()}",
+        )
+        return JSONResponse(body.model_dump(), status_code=200 if eng else 503)
+
+    # --- pages --------------------------------------------------------------------------------
+    def find_doc(eng: Engine, doc_id: str):
+        check_doc_id(doc_id)
+        doc = eng.index.docs.get(doc_id)
+        if doc is None:
+            raise HTTPException(404, f"no document {doc_id[:80]!r} in this index; GET /api/documents lists them")
+        return doc
+
+    def chat(question: str | None) -> HTMLResponse:
+        # {"question", "answer": the contract, or "error": one line}; chat.js keeps it in its history.
+        exchange: dict[str, Any] | None = None
+        if question is not None:
+            exchange = {"question": question}
+            eng = holder.get()
+            if eng is None:
+                exchange["error"] = f"{holder.error} Build it with: {holder.build_hint()}"
+            else:
+                try:
+                    exchange["answer"] = eng.ask(question).to_dict()
+                except QuestionError as e:
+                    exchange["error"] = str(e)[:1].upper() + str(e)[1:] + "."
+        return page("chat.html", examples=EXAMPLES, exchange=exchange)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index_page(q: str | None = Query(None, max_length=MAX_QUESTION_CHARS * 2)) -> HTMLResponse:
+        return chat(q)
+
+    @app.post("/", response_class=HTMLResponse, include_in_schema=False)
+    def index_post(question: str = Form("", max_length=MAX_QUESTION_CHARS * 2)) -> HTMLResponse:
+        # The form without JavaScript: render the answer into the page (with JS, chat.js uses the API).
+        return chat(question)
+
+    @app.get("/doc/{doc_id:path}", response_class=HTMLResponse, include_in_schema=False)
+    def doc_page(
+        doc_id: str,
+        start: int | None = Query(None, ge=0),
+        end: int | None = Query(None, ge=0),
+        astart: int | None = Query(None, ge=0),
+        aend: int | None = Query(None, ge=0),
+    ) -> HTMLResponse:
+        eng = holder.get()
+        if eng is None:
+            raise HTTPException(503, f"{holder.error} Build it with: {holder.build_hint()}")
+        doc = find_doc(eng, doc_id)
+        n = len(doc.text)
+        spans: list[tuple[int, int, str]] = []
+        notice = None
+        if start is not None and end is not None:
+            if start < end <= n:
+                spans.append((start, end, "cite"))
+            else:
+                notice = f"The passage {start}–{end} is not inside this document ({n} characters)."
+        if astart is not None and aend is not None and astart < aend <= n:
+            spans.append((astart, aend, "answer"))
+        if spans and not any(cls == "cite" for _, _, cls in spans):
+            spans.append((spans[0][0], spans[0][1], "cite"))
+        return page(
+            "doc.html",
+            doc=doc,
+            segments=doc_segments(doc.text, spans),
+            n_sentences=len(eng.index.doc_sentences[doc.doc_id]),
+            notice=notice,
+            api_href=f"/api/documents/{quote(doc.doc_id, safe='/')}",
+        )
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return page("api_docs.html", ops=describe_openapi(app.openapi()))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:
+        return RedirectResponse("/static/favicon.svg", status_code=308)
+
+    return app
+
+
+def describe_openapi(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The OpenAPI operations flattened for the local /docs page (no Swagger UI, which needs a CDN)."""
+    schemas = spec.get("components", {}).get("schemas", {})
+
+    def deref(s: dict[str, Any]) -> dict[str, Any]:
+        ref = s.get("$ref")
+        return schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else s
+
+    def ref_name(s: dict[str, Any]) -> str:
+        if "$ref" in s:
+            return s["$ref"].rsplit("/", 1)[-1]
+        if s.get("type") == "array":
+            return f"list of {ref_name(s.get('items', {}))}"
+        return s.get("type", "object")
+
+    ops = []
+    for path, methods in spec.get("paths", {}).items():
+        for method, op in methods.items():
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            fields = []
+            if body:
+                model = deref(body)
+                required = set(model.get("required", []))
+                for name, prop in model.get("properties", {}).items():
+                    fields.append({"name": name, "required": name in required,
+                                   "type": prop.get("type") or " or ".join(p.get("type", "?") for p in prop.get("anyOf", [])),
+                                   "description": prop.get("description", ""),
+                                   "limits": ", ".join(f"{k} {prop[k]}" for k in
+                                                       ("minLength", "maxLength", "minimum", "maximum", "default")
+                                                       if k in prop)})
+            responses = []
+            for code, r in op.get("responses", {}).items():
+                schema = r.get("content", {}).get("application/json", {}).get("schema", {})
+                responses.append({"code": code, "description": r.get("description", ""),
+                                  "model": ref_name(schema) if schema else ""})
+            example = None
+            if body:
+                example = json.dumps(deref(body).get("examples", [{}])[0])
+            ops.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                        "params": [p["name"] for p in op.get("parameters", [])], "fields": fields,
+                        "responses": responses, "example": example})
+    return ops
+
+
+# --- running it ---------------------------------------------------------------------------------
+def _worker_app() -> FastAPI:
+    """The app factory each uvicorn worker process calls (``--workers N``)."""
+    return create_app(os.environ[INDEX_ENV])
+
+
+def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> int:
+    """Serve the chat and API until interrupted; returns the exit code."""
+    import uvicorn
+
+    index_dir = Path(index_dir)
+    if workers < 1:
+        print("qa: --workers must be at least 1", file=sys.stderr)
+        return 2
+    os.environ[INDEX_ENV] = str(index_dir)
+    _limit_torch_threads(workers)
+    if current_generation(index_dir) is None:
+        print(f"qa: warning: no index at {index_dir} — the page will say so; build one with: "
+              f"qa index corpus --index {index_dir}", file=sys.stderr)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"qa: serving the chat on http://{shown}:{port}/ (API docs at /docs)", file=sys.stderr)
+    opts: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(index_dir), **opts)
+        else:
+            uvicorn.run("web.app:_worker_app", factory=True, workers=workers, **opts)
+    except SystemExit as e:  # uvicorn exits when it cannot bind the port
+        return int(e.code) if isinstance(e.code, int) else 1
+    except OSError as e:
+        print(f"qa: cannot serve on {host}:{port}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _limit_torch_threads(workers: int) -> None:
+    """Requests run side by side in threads (and workers): one torch thread each avoids oversubscribing."""
+    cores = os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // workers)))
+    try:
+        import torch
+    except ImportError:  # the int8 encoder does not need torch
+        return
+    torch.set_num_threads(max(1, cores // workers) if workers > 1 else 1)

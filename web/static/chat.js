@@ -1,0 +1,285 @@
+// The chat with JavaScript: answers through POST /api/ask without a reload, and keeps the
+// conversation in localStorage so it survives a reload. Everything from the server is put into
+// the page with textContent, never innerHTML, so a question or a document cannot inject markup.
+// The markup mirrors templates/_answer.html (the no-JavaScript path).
+(() => {
+  "use strict";
+
+  const KEY = "citeqa.chat.v1";
+  const KEEP = 50; // exchanges kept across reloads
+
+  const log = document.getElementById("log");
+  const form = document.getElementById("ask");
+  const input = document.getElementById("question");
+  const send = document.getElementById("send");
+  const welcome = document.getElementById("welcome");
+  const clearBtn = document.getElementById("clear");
+
+  // --- storage ------------------------------------------------------------------------------
+  function load() {
+    try {
+      const items = JSON.parse(localStorage.getItem(KEY) || "[]");
+      return Array.isArray(items) ? items.filter((i) => i && typeof i.question === "string") : [];
+    } catch (_) {
+      return [];
+    }
+  }
+  function save() {
+    try {
+      localStorage.setItem(KEY, JSON.stringify(history.slice(-KEEP)));
+    } catch (_) {
+      /* private mode or full: the chat still works, it just forgets */
+    }
+  }
+  let history = load();
+
+  // --- helpers (mirror web/app.py) ----------------------------------------------------------
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+  function level(c) {
+    return c >= 0.85 ? "high" : c >= 0.65 ? "medium" : "low";
+  }
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  function prettyDate(iso) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso || "");
+    return m ? `${Number(m[3])} ${MONTHS[Number(m[2]) - 1]} ${m[1]}` : iso;
+  }
+  function docHref(docId, start, end, aStart, aEnd) {
+    const path = docId.split("/").map(encodeURIComponent).join("/");
+    const q = new URLSearchParams({ start: String(start), end: String(end) });
+    if (Number.isInteger(aStart) && Number.isInteger(aEnd)) {
+      q.set("astart", String(aStart));
+      q.set("aend", String(aEnd));
+    }
+    return `/doc/${path}?${q}#cite`;
+  }
+  function scrollDown() {
+    log.scrollTop = log.scrollHeight;
+  }
+
+  // --- rendering ----------------------------------------------------------------------------
+  function renderCitation(a, c, i) {
+    const li = el("li", "cite-item");
+    const s = c.sentence;
+    const as = c.answer_start;
+    const ae = c.answer_end;
+    const marked = i === 0 && !a.abstained && Number.isInteger(as) && Number.isInteger(ae) && 0 <= as && as < ae && ae <= s.length;
+    let href = marked ? docHref(c.doc_id, c.start, c.end, c.start + as, c.start + ae) : docHref(c.doc_id, c.start, c.end);
+    if (i === 0 && a.answer_source === "document_date" && a.answer_doc_id === c.doc_id) {
+      href = docHref(c.doc_id, c.start, c.end, a.answer_doc_start, a.answer_doc_end);
+    }
+    const link = el("a", "cite-link");
+    link.href = href;
+    link.dataset.doc = c.doc_id;
+    link.append(el("span", "num", `[${i + 1}]`), " ");
+    const title = el("span", "cite-title", c.title);
+    title.title = c.title;
+    link.append(title);
+    const meta = el("span", "cite-meta");
+    if (c.date) {
+      const t = el("time", null, prettyDate(c.date));
+      t.dateTime = c.date;
+      meta.append(t, " · ");
+    }
+    meta.append(el("span", "doc-id", c.doc_id));
+    const quote = el("blockquote", "sentence");
+    if (marked) {
+      quote.append(s.slice(0, as), el("mark", "answer", s.slice(as, ae)), s.slice(ae));
+    } else {
+      quote.textContent = s;
+    }
+    li.append(link, " ", meta, quote);
+    return li;
+  }
+
+  function renderAnswer(a) {
+    const box = el("div", `msg bot ${a.abstained ? "abstained" : "answered"}`);
+    if (a.abstained) {
+      box.append(el("p", "verdict abstain", "The documents don't say."));
+      const note = el("p", "note", `Nothing in the indexed documents answers this question (confidence ${a.confidence.toFixed(2)}). The nearest passages are below — `);
+      note.append(el("strong", null, "they are not an answer"), ".");
+      box.append(note);
+    } else {
+      const verdict = el("p", "verdict");
+      const lv = level(a.confidence);
+      const conf = el("span", `conf conf-${lv}`);
+      conf.title = `confidence ${a.confidence.toFixed(2)}`;
+      const dots = el("span", "dots");
+      dots.setAttribute("aria-hidden", "true");
+      dots.append(el("i"), el("i"), el("i"));
+      conf.append(dots, `${lv} confidence`);
+      verdict.append(el("span", "answer-phrase", a.answer), " ", conf);
+      box.append(verdict);
+      if (a.answer_note) {
+        const note = el("p", "note date-note");
+        if (a.answer_source === "document_date" && a.answer_doc_id != null) {
+          const l = el("a", null, "Date of the document");
+          l.href = docHref(a.answer_doc_id, a.answer_doc_start, a.answer_doc_end);
+          note.append(l);
+        } else {
+          note.append("Date of the document");
+        }
+        note.append(`: ${a.answer_note}.`);
+        box.append(note);
+      }
+    }
+    if (a.citations && a.citations.length) {
+      const sources = el("div", a.abstained ? "sources nearest" : "sources");
+      sources.append(el("p", "sources-label", a.abstained ? "Nearest passages (not an answer)" : "Sources"));
+      const ol = el("ol", "cites");
+      a.citations.forEach((c, i) => ol.append(renderCitation(a, c, i)));
+      sources.append(ol);
+      box.append(sources);
+    }
+    return box;
+  }
+
+  function renderExchange(item) {
+    const wrap = el("div", "exchange");
+    const user = el("div", "msg user");
+    user.append(el("p", null, item.question));
+    wrap.append(user);
+    if (item.answer) {
+      wrap.append(renderAnswer(item.answer));
+    } else {
+      const err = el("div", "msg bot error");
+      err.setAttribute("role", "alert");
+      err.append(el("p", null, item.error || "Something went wrong."));
+      wrap.append(err);
+    }
+    return wrap;
+  }
+
+  function showWelcome(show) {
+    welcome.hidden = !show;
+    clearBtn.hidden = show;
+  }
+
+  function renderAll() {
+    log.querySelectorAll(".exchange").forEach((e) => e.remove());
+    history.forEach((item) => log.append(renderExchange(item)));
+    showWelcome(history.length === 0);
+    scrollDown();
+  }
+
+  // --- asking -------------------------------------------------------------------------------
+  let busy = false;
+  function setBusy(on) {
+    busy = on;
+    form.classList.toggle("busy", on);
+    send.disabled = on;
+    send.textContent = on ? "…" : "Ask";
+    log.setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  async function ask(question) {
+    if (busy || !question.trim()) return;
+    setBusy(true);
+    showWelcome(false);
+    const wrap = el("div", "exchange");
+    const user = el("div", "msg user");
+    user.append(el("p", null, question));
+    const pending = el("div", "msg bot pending");
+    pending.setAttribute("role", "status");
+    pending.append(el("p", null, "Searching the documents"), el("span", "typing"));
+    wrap.append(user, pending);
+    log.append(wrap);
+    scrollDown();
+    let item;
+    try {
+      const res = await fetch("/api/ask", {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify({ question }),
+      });
+      let body = null;
+      try {
+        body = await res.json();
+      } catch (_) {
+        body = null;
+      }
+      if (res.ok && body) {
+        item = { question, answer: body };
+      } else {
+        const why = body && typeof body.detail === "string" ? body.detail : `${res.status} ${res.statusText}`;
+        item = { question, error: `Could not answer: ${why}` };
+      }
+    } catch (e) {
+      item = { question, error: "Could not reach the citeqa server. Is it still running?" };
+    }
+    history.push(item);
+    history = history.slice(-KEEP);
+    save();
+    wrap.replaceWith(renderExchange(item));
+    scrollDown();
+    setBusy(false);
+    input.focus();
+  }
+
+  // --- wiring -------------------------------------------------------------------------------
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = input.value;
+    if (!q.trim()) {
+      input.focus();
+      return;
+    }
+    input.value = "";
+    autosize();
+    ask(q);
+  });
+
+  input.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      form.requestSubmit();
+    }
+  });
+
+  function autosize() {
+    input.style.height = "auto";
+    input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+  }
+  input.addEventListener("input", autosize);
+
+  log.addEventListener("click", (ev) => {
+    const ex = ev.target.closest("a.example");
+    if (!ex) return;
+    ev.preventDefault();
+    ask(ex.dataset.q);
+  });
+
+  clearBtn.addEventListener("click", () => {
+    history = [];
+    save();
+    renderAll();
+    input.focus();
+  });
+
+  // A page the server rendered (no-JS form, or /?q=…) joins the history; the address goes back
+  // to / so a reload shows the history instead of asking again.
+  const initial = document.getElementById("initial");
+  if (initial) {
+    try {
+      const item = JSON.parse(initial.textContent);
+      if (item && typeof item.question === "string") {
+        history.push(item);
+        history = history.slice(-KEEP);
+        save();
+      }
+    } catch (_) {
+      /* ignore */
+    }
+    initial.remove();
+    window.history.replaceState(null, "", "/");
+  }
+  const serverExchange = document.getElementById("server-exchange");
+  if (serverExchange) serverExchange.remove();
+  renderAll();
+  // Focus the box on desktops; on phones it would pop the keyboard over the page.
+  if (!input.disabled && !window.matchMedia("(pointer: coarse)").matches) input.focus();
+})();
