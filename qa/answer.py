@@ -68,6 +68,18 @@ class AnswerStep:
         self.index = index
         self.retriever = retriever
         self.sent_terms = [frozenset(t) for t in retriever.sentence_bm25.tokens]
+        self._title_terms = {d: frozenset(content_terms(r.title)) for d, r in index.docs.items()}
+        self._ctx_cache: dict[int, frozenset[str]] = {}
+        self._mention_terms: dict[int, list[frozenset[str]]] = {}
+
+    def mention_terms(self, sid: int) -> list[frozenset[str]]:
+        """Content terms of each mention of sentence ``sid`` (cached: computed once per sentence)."""
+        got = self._mention_terms.get(sid)
+        if got is None:
+            text = self.index.sent_text[sid]
+            got = [frozenset(content_terms(text[s:e])) for s, e, _ in self.index.mentions[sid]]
+            self._mention_terms[sid] = got
+        return got
 
     # --- features -------------------------------------------------------------------------
     def _overlap(self, q: Question, terms: frozenset[str]) -> float:
@@ -79,26 +91,28 @@ class AnswerStep:
         return got / total if total else 0.0
 
     def _context_terms(self, sid: int) -> frozenset[str]:
+        got = self._ctx_cache.get(sid)
+        if got is not None:
+            return got
         doc = self.index.sent_doc[sid]
         terms = set(self.sent_terms[sid])
         for n in (sid - 1, sid + 1):
             if 0 <= n < len(self.sent_terms) and self.index.sent_doc[n] == doc:
                 terms |= self.sent_terms[n]
         # The title says what the whole document is about.
-        terms |= set(content_terms(self.index.docs[doc].title))
-        return frozenset(terms)
+        terms |= self._title_terms[doc]
+        got = self._ctx_cache[sid] = frozenset(terms)
+        return got
 
     def typed_candidates(self, q: Question, sid: int) -> list[Span]:
         if q.expected not in TYPE_LABELS:
             return []
         labels = TYPE_LABELS[q.expected]
-        text = self.index.sent_text[sid]
         qterms = set(q.terms)
         out = []
-        for s, e, label in self.index.mentions[sid]:
+        for (s, e, label), mention_terms in zip(self.index.mentions[sid], self.mention_terms(sid), strict=True):
             if label not in labels:
                 continue
-            mention_terms = set(content_terms(text[s:e]))
             if mention_terms and mention_terms <= qterms:
                 continue  # the question already names it: not an answer
             out.append(Span(s, e, label))
@@ -211,13 +225,10 @@ class AnswerStep:
 
     def open_candidates(self, q: Question, sid: int) -> list[Span]:
         """Noun phrases and entities of the sentence that the question does not already name."""
-        text = self.index.sent_text[sid]
         qterms = set(q.terms)
         out = []
-        for s, e, label in self.index.mentions[sid]:
-            terms = content_terms(text[s:e])
-            new = [t for t in terms if t not in qterms]
-            if not new:
+        for (s, e, label), terms in zip(self.index.mentions[sid], self.mention_terms(sid), strict=True):
+            if not terms - qterms:
                 continue
             out.append(Span(s, e, label))
         return out

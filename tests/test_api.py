@@ -1,0 +1,277 @@
+"""The JSON API through HTTP (FastAPI's TestClient): every route, every bad input, and a
+schemathesis run over the OpenAPI schema that must never see a 5xx."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+
+from web.app import create_app
+
+AZAL = "when were direct AZAL flights announced"
+AZAL_DOC = "003_fdf2c5db0e68fe77.txt"
+
+
+@pytest.fixture(scope="module")
+def app(demo_index: Path, engine):
+    return create_app(demo_index, engine=engine)
+
+
+@pytest.fixture(scope="module")
+def client(app) -> TestClient:
+    return TestClient(app)
+
+
+def assert_one_line_error(r, status: int | tuple[int, ...]) -> str:
+    statuses = (status,) if isinstance(status, int) else status
+    assert r.status_code in statuses, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and detail.strip() and "\n" not in detail
+    return detail
+
+
+# --- POST /api/ask --------------------------------------------------------------------------
+def test_ask_returns_the_answer_contract(client: TestClient, engine) -> None:
+    r = client.post("/api/ask", json={"question": AZAL, "id": "q1"})
+    assert r.status_code == 200
+    ans = r.json()
+    assert ans["id"] == "q1" and ans["question"] == AZAL
+    assert ans["abstained"] is False
+    assert "2023" in ans["answer"]
+    assert 0.0 <= ans["confidence"] <= 1.0
+    assert ans["citations"] and ans["citations"][0]["doc_id"] == AZAL_DOC
+    for c in ans["citations"]:
+        text = engine.index.docs[c["doc_id"]].text
+        assert text[c["start"] : c["end"]] == c["sentence"]
+        assert set(c) >= {"doc_id", "title", "sentence", "start", "end", "score", "answer_start", "answer_end"}
+    # The document's own date answers it, and the API says so.
+    assert ans["answer_source"] == "document_date" and ans["answer_note"]
+    doc = engine.index.docs[ans["answer_doc_id"]].text
+    assert doc[ans["answer_doc_start"] : ans["answer_doc_end"]] == ans["answer"]
+
+
+def test_ask_is_the_same_object_as_the_engine_gives(client: TestClient, engine) -> None:
+    api = client.post("/api/ask", json={"question": "Who led the Pakistan side?", "k": 3}).json()
+    direct = engine.ask("Who led the Pakistan side?", k=3).to_dict()
+    for volatile in ("latency_ms",):
+        api.pop(volatile), direct.pop(volatile)
+    assert api == direct
+    c = api["citations"][0]
+    assert c["sentence"][c["answer_start"] : c["answer_end"]] == api["answer"]
+
+
+def test_ask_k_bounds_the_citations(client: TestClient) -> None:
+    for k in (1, 2, 50):
+        ans = client.post("/api/ask", json={"question": AZAL, "k": k}).json()
+        assert 1 <= len(ans["citations"]) <= k
+
+
+def test_ask_out_of_corpus_abstains_with_nearest_passages(client: TestClient) -> None:
+    ans = client.post("/api/ask", json={"question": "Who won the 2022 FIFA World Cup?"}).json()
+    assert ans["abstained"] is True and ans["answer"] is None
+    assert ans["citations"], "the nearest passages come with an abstention"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"question": ""}, 422, "empty"),
+        ({"question": "   \n\t "}, 422, "empty"),
+        ({"question": "x" * 1001}, 422, "1000"),
+        ({"question": AZAL, "k": 0}, 422, "k"),
+        ({"question": AZAL, "k": 51}, 422, "k"),
+        ({"question": AZAL, "k": -3}, 422, "k"),
+        ({"question": AZAL, "k": "5"}, 422, "k"),
+        ({"question": AZAL, "k": 2.5}, 422, "k"),
+        ({"question": AZAL, "k": True}, 422, "k"),
+        ({"question": AZAL, "k": None}, 422, "k"),
+        ({"question": 42}, 422, "question"),
+        ({"question": None}, 422, "question"),
+        ({"question": ["a"]}, 422, "question"),
+        ({"question": AZAL, "id": 7}, 422, "id"),
+        ({"k": 3}, 422, "question"),
+        ({}, 422, "question"),
+        ([], 422, "JSON object"),
+        ("just a string", 422, "JSON object"),
+        (3, 422, "JSON object"),
+        (None, 422, "JSON object"),
+    ],
+)
+def test_ask_rejects_bad_input_with_one_line(client: TestClient, body, status: int, needle: str) -> None:
+    detail = assert_one_line_error(client.post("/api/ask", json=body), status)
+    assert needle in detail
+
+
+def test_ask_accepts_exactly_1000_characters(client: TestClient) -> None:
+    q = ("where was the summit held " * 40)[:1000]
+    assert client.post("/api/ask", json={"question": q}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "ctype", "status"),
+    [
+        (b"{bad json", "application/json", 400),
+        (b'{"question": "x"', "application/json", 400),
+        (b"\xff\xfe\x00", "application/json", 400),
+        (b"", "application/json", 422),
+        (b'{"question": "' + AZAL.encode() + b'"}', "text/plain", 415),
+        (b"question=hello", "application/x-www-form-urlencoded", 415),
+    ],
+)
+def test_ask_rejects_malformed_bodies(client: TestClient, raw: bytes, ctype: str, status: int) -> None:
+    assert_one_line_error(client.post("/api/ask", content=raw, headers={"content-type": ctype}), status)
+
+
+def test_ask_without_a_body_says_what_to_send(client: TestClient) -> None:
+    detail = assert_one_line_error(client.post("/api/ask"), 422)
+    assert "question" in detail
+
+
+def test_ask_wrong_method(client: TestClient) -> None:
+    assert client.get("/api/ask").status_code == 405
+
+
+# --- documents ------------------------------------------------------------------------------
+def test_documents_list(client: TestClient, engine) -> None:
+    docs = client.get("/api/documents").json()
+    assert [d["doc_id"] for d in docs] == list(engine.index.docs)
+    d3 = next(d for d in docs if d["doc_id"] == AZAL_DOC)
+    assert d3["date"] == "2023-11-09" and d3["sentences"] == len(engine.index.doc_sentences[AZAL_DOC])
+    assert set(d3) == {"doc_id", "title", "date", "sentences", "chars"}
+
+
+def test_document_text_and_metadata(client: TestClient, engine) -> None:
+    doc = client.get(f"/api/documents/{AZAL_DOC}").json()
+    rec = engine.index.docs[AZAL_DOC]
+    assert doc["text"] == rec.text and doc["title"] == rec.title and doc["content_hash"] == rec.content_hash
+    assert doc["sentences"] == len(doc["sentence_offsets"]) > 0
+    for s, e in doc["sentence_offsets"]:
+        assert 0 <= s < e <= len(doc["text"])
+    assert doc["text"][doc["date_start"] : doc["date_end"]]
+
+
+def test_document_ids_with_slashes(tmp_path: Path, corpus_copy: Path) -> None:
+    """doc ids are corpus-relative paths: a nested document is reachable under its full id."""
+    from index.build import build_index
+
+    (corpus_copy / "sub" / "dir").mkdir(parents=True)
+    (corpus_copy / "sub" / "dir" / "note.txt").write_text("The harbour bridge opened in 1932 in Sydney.\n")
+    for p in corpus_copy.glob("00[1-4]_*.txt"):
+        p.unlink()  # keep the build small
+    build_index(corpus_copy, tmp_path / "ix", progress=False, log=lambda m: None)
+    c = TestClient(create_app(tmp_path / "ix"))
+    r = c.get("/api/documents/sub/dir/note.txt")
+    assert r.status_code == 200 and "1932" in r.json()["text"]
+    page = c.get("/doc/sub/dir/note.txt?start=0&end=10")
+    assert page.status_code == 200 and '<mark class="cite" id="cite"' in page.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/documents/nope.txt",
+        "/api/documents/003_fdf2c5db0e68fe77",  # no suffix
+        "/api/documents/corpus/003_fdf2c5db0e68fe77.txt",
+        "/api/documents/%20",
+    ],
+)
+def test_unknown_documents_are_404(client: TestClient, path: str) -> None:
+    assert "no document" in assert_one_line_error(client.get(path), 404)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/documents/../../etc/passwd",
+        "/api/documents/..%2F..%2Fetc%2Fpasswd",
+        "/api/documents/%2e%2e/%2e%2e/etc/passwd",
+        "/api/documents/%2E%2E%2F%2E%2E%2Fetc%2Fpasswd",
+        "/api/documents/%252e%252e%252fetc%252fpasswd",  # encoded twice
+        "/api/documents/..%5C..%5Cwindows%5Cwin.ini",
+        "/api/documents/%2Fetc%2Fpasswd",
+        "/api/documents/C:%5Cboot.ini",
+        "/api/documents/a/../../b",
+        "/api/documents/a%00b",
+    ],
+)
+def test_path_traversal_is_refused(client: TestClient, path: str) -> None:
+    # Sent raw: httpx would otherwise resolve the dots before the server sees them.
+    r = client.request("GET", httpx_raw_url(client, path))
+    assert r.status_code in (400, 404), (path, r.status_code, r.text)
+    assert "root:" not in r.text
+    if r.status_code == 400:
+        assert "invalid document id" in assert_one_line_error(r, 400)
+
+
+def httpx_raw_url(client: TestClient, path: str):
+    import httpx
+
+    return httpx.URL(str(client.base_url)).copy_with(raw_path=path.encode())
+
+
+# --- health and the schema ------------------------------------------------------------------
+def test_healthz(client: TestClient, engine) -> None:
+    h = client.get("/healthz").json()
+    assert h["status"] == "ok" and h["index_loaded"] is True
+    assert h["documents"] == len(engine.index.docs) and h["sentences"] == engine.index.n_sentences()
+    assert h["model"] == engine.index.encoder_name
+
+
+def test_openapi_describes_every_route(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/api/ask", "/api/documents", "/api/documents/{doc_id}", "/healthz"} <= set(spec["paths"])
+    ask = spec["paths"]["/api/ask"]["post"]
+    body = ask["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/AskRequest")
+    props = spec["components"]["schemas"]["AskRequest"]["properties"]
+    assert props["question"]["maxLength"] == 1000 and props["k"]["maximum"] == 50
+
+
+def test_docs_page_is_local(client: TestClient) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and "/api/ask" in r.text and "/openapi.json" in r.text
+    assert "http://" not in r.text.replace("http://127.0.0.1:8000", "") and "https://" not in r.text
+
+
+# --- without an index -----------------------------------------------------------------------
+def test_api_without_an_index_says_how_to_build_one(tmp_path: Path) -> None:
+    c = TestClient(create_app(tmp_path / "missing"))
+    h = c.get("/healthz")
+    assert h.status_code == 503 and h.json()["index_loaded"] is False
+    assert "qa index" in h.json()["detail"]
+    for r in (c.post("/api/ask", json={"question": AZAL}), c.get("/api/documents"), c.get(f"/api/documents/{AZAL_DOC}")):
+        assert "qa index corpus --index" in assert_one_line_error(r, 503)
+
+
+def test_an_index_built_while_serving_is_picked_up(tmp_path: Path, demo_index: Path, monkeypatch) -> None:
+    import shutil
+
+    from web.app import EngineHolder
+
+    monkeypatch.setattr(EngineHolder, "RETRY_SECONDS", 0.0)
+    target = tmp_path / "later"
+    c = TestClient(create_app(target))
+    assert c.get("/healthz").status_code == 503
+    shutil.copytree(demo_index, target)
+    assert c.get("/healthz").status_code == 200
+    assert c.post("/api/ask", json={"question": AZAL}).json()["citations"][0]["doc_id"] == AZAL_DOC
+
+
+# --- property-based: the schema's inputs, valid and not, never make a 5xx ---------------------
+@pytest.fixture(scope="module")
+def api_schema(app):
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+def test_schemathesis_no_server_errors(case) -> None:
+    case.call_and_validate()
