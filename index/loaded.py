@@ -63,7 +63,7 @@ class LoadedIndex:
         return self
 
     def _load(self) -> None:
-        import faiss
+        from index import vectors as vector_index
 
         db = sqlite3.connect(f"file:{self.gen_dir / 'index.sqlite'}?mode=ro", uri=True)
         try:
@@ -111,8 +111,8 @@ class LoadedIndex:
         self.pass_vecs = np.load(self.gen_dir / "passages.npy")
         if self.sent_vecs.shape[0] != len(srows) or self.pass_vecs.shape[0] != len(prows):
             raise ValueError("vector count does not match the records")
-        self.pass_faiss = faiss.read_index(str(self.gen_dir / "passages.faiss"))
-        self.sent_faiss = faiss.read_index(str(self.gen_dir / "sentences.faiss"))
+        self.pass_faiss = vector_index.load(self.gen_dir / "passages.faiss")
+        self.sent_faiss = vector_index.load(self.gen_dir / "sentences.faiss")
         if self.pass_faiss.ntotal != len(prows) or self.sent_faiss.ntotal != len(srows):
             raise ValueError("FAISS index size does not match the records")
 

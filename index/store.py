@@ -164,19 +164,24 @@ class GenerationWriter:
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def save_vectors(self, name: str, vectors: np.ndarray) -> None:
-        import faiss
+    def save_vectors(self, name: str, vectors: np.ndarray, previous: object = None) -> str:
+        """Save the vectors and a FAISS index over them; returns the structure chosen."""
+        from index import vectors as vector_index
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         np.save(self.dir / f"{name}.npy", vectors)
-        idx = faiss.IndexFlatIP(vectors.shape[1])
-        if len(vectors):
-            idx.add(vectors)
-        faiss.write_index(idx, str(self.dir / f"{name}.faiss"))
+        idx = vector_index.build(vectors, previous)
+        vector_index.save(idx, self.dir / f"{name}.faiss")
+        kind = vector_index.describe(idx)
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"{name}_index", kind))
+        return kind
 
     def close(self) -> None:
         self.db.commit()
         self.db.close()
+        # SQLite writes go to disk before the generation is published.
+        with open(self.dir / "index.sqlite", "rb+") as f:
+            os.fsync(f.fileno())
 
 
 def read_meta(gen_dir: Path) -> dict[str, str]:
