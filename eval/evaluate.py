@@ -150,7 +150,7 @@ def ask_all(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(items), desc=desc, unit="q", leave=True)
+        bar = tqdm(total=len(items), desc=desc, unit="q", leave=True, mininterval=1.0)
     records: list[Record] = []
     try:
         for it in items:

@@ -245,7 +245,7 @@ def write_plots(
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{prefix}: coverage vs accuracy as the threshold rises")
+    ax.set_title(f"{prefix}: precision vs coverage as the threshold falls")
     ax.legend(fontsize=8)
     fig.tight_layout()
     p = out_dir / f"{prefix}-coverage.png"

@@ -79,6 +79,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=5, help="citations per answer (default 5; doc@5 needs 5)")
     p.add_argument("--articles", type=int, default=None,
                    help="SQuAD: index only the first N articles (smoke runs; default: all 48)")
+    p.add_argument("--paragraphs", type=int, default=None,
+                   help="SQuAD: only the first N paragraphs of each article (smoke runs; default: all)")
     p.add_argument("--holdout-articles", type=int, default=2,
                    help="SQuAD abstention check: articles left out of a second index (default 2; 0 = skip)")
     p.add_argument("--holdout-sample", type=int, default=100,
@@ -100,7 +102,7 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         raise UsageError(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
     if not 1 <= args.k <= 50:
         raise UsageError("--k must be from 1 to 50")
-    for name in ("sample", "articles"):
+    for name in ("sample", "articles", "paragraphs"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UsageError(f"--{name} must be at least 1")
@@ -197,10 +199,13 @@ def run_gold(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any]
 
 def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any]:
     try:
-        articles = select_articles(load_squad(args.squad), args.articles)
+        articles = select_articles(load_squad(args.squad), args.articles, args.paragraphs)
     except SquadError as e:
         raise UsageError(str(e)) from None
-    tag = "all" if args.articles is None else f"first{args.articles}"
+    # One cache folder per data file and slice, so runs on different slices never rebuild each other.
+    src = hashlib.sha1(str(Path(args.squad).resolve()).encode()).hexdigest()[:8]
+    tag = ("all" if args.articles is None else f"a{args.articles}") + ("" if args.paragraphs is None else f"p{args.paragraphs}")
+    tag = tag if Path(args.squad).resolve() == BUNDLED_SQUAD.resolve() else f"{tag}-{src}"
     base = args.cache / "squad" / tag
     t0 = time.perf_counter()
     n_docs = write_corpus(articles, base / "corpus")

@@ -133,9 +133,15 @@ def load_squad(path: Path | str) -> list[SquadArticle]:
     return parse_squad(obj, str(path))
 
 
-def select_articles(articles: Sequence[SquadArticle], n: int | None) -> list[SquadArticle]:
-    """The first ``n`` articles (all when None): a small, stable slice for smoke runs."""
-    return list(articles if n is None else articles[:n])
+def select_articles(
+    articles: Sequence[SquadArticle], n: int | None, paragraphs: int | None = None
+) -> list[SquadArticle]:
+    """The first ``n`` articles (all when None), each cut to its first ``paragraphs`` paragraphs
+    (all when None): a small, stable slice for smoke runs that must index in seconds."""
+    chosen = articles if n is None else articles[:n]
+    if paragraphs is None:
+        return list(chosen)
+    return [SquadArticle(a.title, a.paragraphs[:paragraphs]) for a in chosen]
 
 
 def gold_sentences(context: str, starts: Iterable[int]) -> tuple[str, ...]:
@@ -246,7 +252,7 @@ def copy_index(src: Path, dst: Path) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    articles = select_articles(load_squad(args.squad), args.articles)
+    articles = select_articles(load_squad(args.squad), args.articles, args.paragraphs)
     out = Path(args.out)
     n_docs = write_corpus(articles, out / "corpus")
     items = sample(gold_items(articles), args.sample, args.seed)
@@ -264,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("out", help="output folder (corpus/ and gold.jsonl are written inside)")
     e.add_argument("--squad", default=str(BUNDLED_SQUAD), help="SQuAD v1.1 JSON or .json.gz (default: bundled dev set)")
     e.add_argument("--articles", type=int, default=None, help="only the first N articles")
+    e.add_argument("--paragraphs", type=int, default=None, help="only the first N paragraphs of each article")
     e.add_argument("--sample", type=int, default=None, help="only N questions (seeded)")
     e.add_argument("--seed", type=int, default=13)
     args = p.parse_args(argv)

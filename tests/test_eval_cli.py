@@ -113,10 +113,10 @@ def test_qa_eval_bad_usage_exits_2(args: list[str], tmp_path: Path) -> None:
 
 def test_qa_eval_malformed_gold_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "x", "question": "q"}\n{not json\n')
+    bad.write_text('{"id": "x", "question": "q", "answerable": true}\n{not json\n')
     r = run_qa("eval", "--gold", str(bad), "--out", str(tmp_path / "o"))
     assert r.returncode == 2
-    assert "bad.jsonl:1" in r.stderr  # answerable (the default for a record with answers missing) but no answers
+    assert "bad.jsonl:1" in r.stderr and "needs at least one answer" in r.stderr
 
 
 def test_python_m_eval_run_entry_point() -> None:

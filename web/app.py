@@ -32,7 +32,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException
 
 from index.store import IndexError_, NoIndexError, current_generation
@@ -71,8 +71,16 @@ class AskRequest(BaseModel):
     )
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="the question, in plain words")
-    k: int = Field(5, ge=1, le=MAX_K, description=f"number of citations, 1 to {MAX_K}")
+    # Not strict: JSON Schema counts 5.0 as an integer. Strings and booleans are still refused.
+    k: int = Field(5, ge=1, le=MAX_K, strict=False, description=f"number of citations, 1 to {MAX_K}")
     id: str | None = Field(None, max_length=200, description="echoed back in the answer")
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k_is_a_number(cls, v: Any) -> Any:
+        if isinstance(v, bool | str):
+            raise ValueError("Input should be a valid integer")
+        return v
 
 
 class CitationOut(BaseModel):
@@ -469,6 +477,8 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
             segments=doc_segments(doc.text, spans),
             n_sentences=len(eng.index.doc_sentences[doc.doc_id]),
             notice=notice,
+            has_cite=any(cls == "cite" for _, _, cls in spans),
+            has_answer=any(cls == "answer" for _, _, cls in spans),
             api_href=f"/api/documents/{quote(doc.doc_id, safe='/')}",
         )
 
@@ -547,13 +557,15 @@ def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, w
         print(f"qa: warning: no index at {index_dir} — the page will say so; build one with: "
               f"qa index corpus --index {index_dir}", file=sys.stderr)
     shown = f"[{host}]" if ":" in host else host
-    print(f"qa: serving the chat on http://{shown}:{port}/ (API docs at /docs)", file=sys.stderr)
     opts: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     try:
+        # One worker loads the index here, before listening; N workers each load their own copy.
+        target: Any = create_app(index_dir) if workers == 1 else "web.app:_worker_app"
+        print(f"qa: serving the chat on http://{shown}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
         if workers == 1:
-            uvicorn.run(create_app(index_dir), **opts)
+            uvicorn.run(target, **opts)
         else:
-            uvicorn.run("web.app:_worker_app", factory=True, workers=workers, **opts)
+            uvicorn.run(target, factory=True, workers=workers, **opts)
     except SystemExit as e:  # uvicorn exits when it cannot bind the port
         return int(e.code) if isinstance(e.code, int) else 1
     except OSError as e:

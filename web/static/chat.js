@@ -7,6 +7,7 @@
 
   const KEY = "citeqa.chat.v1";
   const KEEP = 50; // exchanges kept across reloads
+  const SHOWN = 3; // citations shown before "n more sources"
 
   const log = document.getElementById("log");
   const form = document.getElementById("ask");
@@ -60,6 +61,10 @@
   function scrollDown() {
     log.scrollTop = log.scrollHeight;
   }
+  // A long answer would push its answer phrase out of sight at the bottom: show the exchange from its question.
+  function reveal(node) {
+    node.scrollIntoView({ block: "start", behavior: "auto" });
+  }
 
   // --- rendering ----------------------------------------------------------------------------
   function renderCitation(a, c, i) {
@@ -72,27 +77,30 @@
     if (i === 0 && a.answer_source === "document_date" && a.answer_doc_id === c.doc_id) {
       href = docHref(c.doc_id, c.start, c.end, a.answer_doc_start, a.answer_doc_end);
     }
-    const link = el("a", "cite-link");
-    link.href = href;
-    link.dataset.doc = c.doc_id;
-    link.append(el("span", "num", `[${i + 1}]`), " ");
-    const title = el("span", "cite-title", c.title);
-    title.title = c.title;
-    link.append(title);
-    const meta = el("span", "cite-meta");
-    if (c.date) {
-      const t = el("time", null, prettyDate(c.date));
-      t.dateTime = c.date;
-      meta.append(t, " · ");
-    }
-    meta.append(el("span", "doc-id", c.doc_id));
+    const num = el("a", "num", `[${i + 1}]`);
+    num.href = href;
+    num.setAttribute("aria-label", `open source ${i + 1} in its document`);
+    const body = el("div", "cite-body");
     const quote = el("blockquote", "sentence");
     if (marked) {
       quote.append(s.slice(0, as), el("mark", "answer", s.slice(as, ae)), s.slice(ae));
     } else {
       quote.textContent = s;
     }
-    li.append(link, " ", meta, quote);
+    const meta = el("div", "cite-meta");
+    const link = el("a", "cite-link", c.title);
+    link.href = href;
+    link.dataset.doc = c.doc_id;
+    link.title = `${c.title} (${c.doc_id})`;
+    meta.append(link);
+    if (c.date) {
+      const t = el("time", null, prettyDate(c.date));
+      t.dateTime = c.date;
+      meta.append(t);
+    }
+    meta.append(el("span", "doc-id", c.doc_id));
+    body.append(quote, meta);
+    li.append(num, body);
     return li;
   }
 
@@ -129,10 +137,20 @@
     }
     if (a.citations && a.citations.length) {
       const sources = el("div", a.abstained ? "sources nearest" : "sources");
-      sources.append(el("p", "sources-label", a.abstained ? "Nearest passages (not an answer)" : "Sources"));
+      sources.append(el("p", "sources-label", a.abstained ? "Nearest passages — not an answer" : "Sources"));
       const ol = el("ol", "cites");
-      a.citations.forEach((c, i) => ol.append(renderCitation(a, c, i)));
+      a.citations.slice(0, SHOWN).forEach((c, i) => ol.append(renderCitation(a, c, i)));
       sources.append(ol);
+      if (a.citations.length > SHOWN) {
+        const more = el("details", "more");
+        const n = a.citations.length - SHOWN;
+        more.append(el("summary", null, `${n} more ${a.abstained ? "passages" : "sources"}`));
+        const rest = el("ol", "cites");
+        rest.start = SHOWN + 1;
+        a.citations.slice(SHOWN).forEach((c, j) => rest.append(renderCitation(a, c, SHOWN + j)));
+        more.append(rest);
+        sources.append(more);
+      }
       box.append(sources);
     }
     return box;
@@ -161,9 +179,13 @@
 
   function renderAll() {
     log.querySelectorAll(".exchange").forEach((e) => e.remove());
-    history.forEach((item) => log.append(renderExchange(item)));
+    let last = null;
+    history.forEach((item) => {
+      last = renderExchange(item);
+      log.append(last);
+    });
     showWelcome(history.length === 0);
-    scrollDown();
+    if (last) reveal(last);
   }
 
   // --- asking -------------------------------------------------------------------------------
@@ -214,8 +236,9 @@
     history.push(item);
     history = history.slice(-KEEP);
     save();
-    wrap.replaceWith(renderExchange(item));
-    scrollDown();
+    const done = renderExchange(item);
+    wrap.replaceWith(done);
+    reveal(done);
     setBusy(false);
     input.focus();
   }
