@@ -57,6 +57,9 @@ def _best(summary: Mapping[str, Any]) -> str:
     return f"{b['threshold']:.3g} → {100 * b['accuracy']:.1f}%"
 
 
+ANSWERABLE_KEYS = ("mrr", "evidence_at_1", "evidence_at_3", "exact_match", "f1", "answer_hit")
+
+
 def table_rows(summaries: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
     """Header plus one row per metric, one column per method."""
     methods = list(summaries)
@@ -64,9 +67,9 @@ def table_rows(summaries: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
     rows = [["metric", *methods]]
     rows.append(["questions (answerable / not)", *[f"{s['answerable']} / {s['unanswerable']}" for s in summaries.values()]])
     for label, key, kind in ROWS:
-        if key.startswith("doc_") or key in ("mrr", "evidence_at_1", "evidence_at_3", "exact_match", "f1", "answer_hit"):
-            if not first["answerable"]:
-                continue
+        needs_answerable = key.startswith("doc_") or key in ANSWERABLE_KEYS
+        if needs_answerable and not first["answerable"]:
+            continue
         if key == "unanswerable_abstained" and not first["unanswerable"]:
             continue
         rows.append([label, *[fmt(s.get(key), kind) for s in summaries.values()]])

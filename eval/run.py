@@ -34,7 +34,7 @@ from typing import Any
 
 from eval import report as rp
 from eval.evaluate import METHODS, Record, ask_all, summarize
-from eval.gold import DEMO_GOLD, GoldError, GoldItem, load_gold, validate_gold
+from eval.gold import DEMO_GOLD, GoldError, load_gold, validate_gold
 from eval.squad import (
     BUNDLED_SQUAD,
     SquadError,
