@@ -164,7 +164,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         new_pass_vecs = all_vecs[len(new_sent_texts) :]
         if show:
             log(f"annotating {len(new_sent_texts)} sentences (entities, dates, numbers)")
-        new_mentions = annotate(new_sent_texts)
+        new_doc_dates = [nd.doc.date.iso if nd.doc.date else None for nd in new_docs for _ in nd.sents]
+        new_mentions = annotate(new_sent_texts, new_doc_dates)
         dim = encoder.dim
     else:
         dim = old.sent_vecs.shape[1] if old is not None else 384
@@ -207,7 +208,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                      int(old.pass_start[o]), int(old.pass_end[o]))
                     for o in old_pids
                 )
-                w.add_mentions((sid_map[o], s, e, lab) for o in old_sids for s, e, lab in old.mentions[o])
+                w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
+                w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
                 sent_vec_parts.append(old.sent_vecs[old_sids])
                 pass_vec_parts.append(old.pass_vecs[old_pids])
                 sid += len(old_sids)
@@ -227,10 +229,11 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                     for j, (first, last, s, e) in enumerate(nd.passages)
                 )
                 w.add_mentions(
-                    (sid + k, m.start, m.end, m.label)
+                    (sid + k, m.start, m.end, m.label, m.value)
                     for k in range(len(nd.sents))
-                    for m in new_mentions[sent_off[i] + k]
+                    for m in new_mentions[sent_off[i] + k].mentions
                 )
+                w.add_parses((sid + k, new_mentions[sent_off[i] + k].parse.to_json()) for k in range(len(nd.sents)))
                 sent_vec_parts.append(new_sent_vecs[sent_off[i] : sent_off[i] + len(nd.sents)])
                 pass_vec_parts.append(new_pass_vecs[pass_off[i] : pass_off[i] + len(nd.passages)])
                 sid += len(nd.sents)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from index.annotate import EMPTY_PARSE, Parse
 from index.store import (
     CorruptIndexError,
     NoIndexError,
@@ -39,6 +41,9 @@ class LoadedIndex:
         self.docs: dict[str, DocRecord] = {}
         self.doc_sentences: dict[str, list[int]] = {}
         self.doc_passages: dict[str, list[int]] = {}
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.Lock()
+        self._parses: dict[int, Parse] = {}
 
     @property
     def encoder_name(self) -> str:
@@ -80,7 +85,7 @@ class LoadedIndex:
             prows = db.execute(
                 'SELECT id, doc_id, first_sentence, last_sentence, start, "end" FROM passages ORDER BY id'
             ).fetchall()
-            mrows = db.execute('SELECT sentence_id, start, "end", label FROM mentions').fetchall()
+            mrows = db.execute('SELECT sentence_id, start, "end", label, value FROM mentions').fetchall()
         finally:
             db.close()
         if [r[0] for r in srows] != list(range(len(srows))):
@@ -104,9 +109,9 @@ class LoadedIndex:
         ]
         for i, d in enumerate(self.pass_doc):
             self.doc_passages[d].append(i)
-        self.mentions: list[list[tuple[int, int, str]]] = [[] for _ in srows]
-        for sid, s, e, label in mrows:
-            self.mentions[sid].append((s, e, label))
+        self.mentions: list[list[tuple[int, int, str, str | None]]] = [[] for _ in srows]
+        for sid, s, e, label, value in mrows:
+            self.mentions[sid].append((s, e, label, value))
         self.sent_vecs = np.load(self.gen_dir / "sentences.npy")
         self.pass_vecs = np.load(self.gen_dir / "passages.npy")
         if self.sent_vecs.shape[0] != len(srows) or self.pass_vecs.shape[0] != len(prows):
@@ -115,6 +120,25 @@ class LoadedIndex:
         self.sent_faiss = vector_index.load(self.gen_dir / "sentences.faiss")
         if self.pass_faiss.ntotal != len(prows) or self.sent_faiss.ntotal != len(srows):
             raise ValueError("FAISS index size does not match the records")
+
+    # --- parses: read on demand (only the few sentences an answer is chosen from need them) ---
+    def parse_json(self, sid: int) -> str:
+        with self._db_lock:
+            if self._db is None:
+                self._db = sqlite3.connect(
+                    f"file:{self.gen_dir / 'index.sqlite'}?mode=ro", uri=True, check_same_thread=False
+                )
+            row = self._db.execute("SELECT parse FROM parses WHERE sentence_id = ?", (int(sid),)).fetchone()
+        return row[0] if row else EMPTY_PARSE.to_json()
+
+    def parse(self, sid: int) -> Parse:
+        got = self._parses.get(sid)
+        if got is None:
+            got = Parse.from_json(self.parse_json(sid))
+            if len(self._parses) > 50_000:
+                self._parses.clear()
+            self._parses[sid] = got
+        return got
 
     def n_sentences(self) -> int:
         return len(self.sent_doc)

@@ -5,7 +5,7 @@ Layout::
     INDEX_DIR/
       CURRENT            name of the live generation (replaced with os.replace: atomic)
       gen-<id>/          one complete build
-        index.sqlite     meta, documents, sentences, passages, mentions
+        index.sqlite     meta, documents, sentences, passages, mentions, parses
         passages.faiss   inner-product index over passage vectors (ids = passage ids)
         sentences.faiss  inner-product index over sentence vectors (ids = sentence ids)
       .lock              held by a running build
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,8 +44,9 @@ CREATE TABLE passages (
     last_sentence INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL
 );
 CREATE TABLE mentions (
-    sentence_id INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, label TEXT NOT NULL
+    sentence_id INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, label TEXT NOT NULL, value TEXT
 );
+CREATE TABLE parses (sentence_id INTEGER PRIMARY KEY, parse TEXT NOT NULL);
 CREATE INDEX sentences_doc ON sentences(doc_id);
 CREATE INDEX mentions_sentence ON mentions(sentence_id);
 """
@@ -158,8 +159,11 @@ class GenerationWriter:
     def add_passages(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
         self.db.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?)", rows)
 
-    def add_mentions(self, rows: Iterable[tuple[int, int, int, str]]) -> None:
-        self.db.executemany("INSERT INTO mentions VALUES (?,?,?,?)", rows)
+    def add_mentions(self, rows: Iterable[tuple[int, int, int, str, str | None]]) -> None:
+        self.db.executemany("INSERT INTO mentions VALUES (?,?,?,?,?)", rows)
+
+    def add_parses(self, rows: Iterable[tuple[int, str]]) -> None:
+        self.db.executemany("INSERT INTO parses VALUES (?,?)", rows)
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
