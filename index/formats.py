@@ -150,9 +150,17 @@ def extract_html(data: bytes) -> Extracted:
         raise DocumentError("empty file")
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DocumentError("binary file (NUL bytes), not HTML")
+    import logging
+
     import trafilatura
 
+    # trafilatura and htmldate log what they could not parse; our one-line reason says enough.
+    for name in ("trafilatura", "htmldate", "courlan"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     tree = trafilatura.load_html(data)
+    if tree is None:
+        # A bare fragment ("<p>…</p>" without <html>) is refused as dubious: give it a page.
+        tree = trafilatura.load_html(b"<html><body>" + data + b"</body></html>")
     if tree is None:
         raise DocumentError("not parseable as HTML")
     doc = trafilatura.bare_extraction(
