@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 # How much of a text may be control characters before we call it binary (after decoding).
-MAX_CONTROL_RATIO = 0.01
+MAX_CONTROL_RATIO = 0.05
 
 
 class DocumentError(Exception):

@@ -13,8 +13,8 @@ keeping a stray headline:
 - a *news list*: a run of short title-like lines (no sentence punctuation at the end) holding at
   least ``MIN_TIMESTAMPS`` timestamp lines that carry a date ("18:29 25.04.2024", "2 hours ago",
   "Apr 25, 2024") — a time alone ("09:30 Opening") is an agenda, which is article text;
-- a *menu*: a run of at least ``MIN_MENU_LINES`` lines of one to three words each, none of them
-  ending like a sentence;
+- a *menu*: at least ``MIN_MENU_LINES`` consecutive lines (no blank line between) of one or two
+  words each, without digits, list markers or sentence punctuation ("Home", "World", "Contact us");
 - a line identical to a line inside one of those blocks (the same headline shown again above the
   list, as "related");
 - running *page headers and footers* (``page_starts`` given): a short line that opens or closes
@@ -67,10 +67,12 @@ class Line:
     end: int
     kind: str  # "timestamp", "title", "sentence"
     words: int
+    after_blank: bool  # a blank line (or the start of the text) comes right before it
 
 
 def _lines(text: str) -> list[Line]:
     out: list[Line] = []
+    prev_end = -1
     for m in re.finditer(r"[^\n]+", text):
         a, b = m.start(), m.end()
         while a < b and text[a].isspace():
@@ -87,7 +89,9 @@ def _lines(text: str) -> list[Line]:
             kind = "title"
         else:
             kind = "sentence"
-        out.append(Line(a, b, kind, words))
+        after_blank = prev_end < 0 or text.count("\n", prev_end, a) > 1
+        out.append(Line(a, b, kind, words, after_blank))
+        prev_end = b
     return out
 
 
@@ -131,10 +135,19 @@ def _news_lists(lines: Sequence[Line], text: str) -> list[tuple[int, int]]:
 
 
 def _menus(lines: Sequence[Line], text: str) -> list[tuple[int, int]]:
-    def menu_item(ln: Line) -> bool:
-        return ln.kind == "title" and ln.words <= 3 and not _LIST_MARKER.match(text[ln.start : ln.end])
-
-    return [(i, j) for i, j in _runs(lines, menu_item) if j - i >= MIN_MENU_LINES]
+    """Runs of one- or two-word lines without digits or list markers, with no blank line between."""
+    out = []
+    for i, j in _runs(lines, lambda ln: ln.kind == "title" and ln.words <= 2):
+        k = i
+        while k < j:
+            m = k + 1
+            while m < j and not lines[m].after_blank:
+                m += 1
+            items = [text[ln.start : ln.end] for ln in lines[k:m]]
+            if m - k >= MIN_MENU_LINES and not any(_LIST_MARKER.match(t) or re.search(r"\d", t) for t in items):
+                out.append((k, m))
+            k = m
+    return out
 
 
 def _norm(s: str) -> str:
