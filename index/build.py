@@ -169,7 +169,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         try:
             old = LoadedIndex.open(index_dir)
         except IndexError_ as e:
-            log(f"note: previous index not reused ({e}); building from scratch")
+            problem = str(e).split(" — ")[0]  # the advice to rebuild is what happens next
+            log(f"note: previous index not reused ({problem}); building from scratch")
             old = None
     if encoder_name is None:
         encoder_name = old.encoder_name if old is not None else DEFAULT_ENCODER

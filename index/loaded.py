@@ -68,13 +68,16 @@ class LoadedIndex:
         try:
             self._load()
         except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError) as e:
-            # One line naming the damaged file (FAISS errors carry a multi-line C++ trace).
-            detail = (str(e).strip().splitlines() or [""])[-1][:200]
+            # One line naming the damaged file (FAISS errors carry a multi-line C++ location).
             if isinstance(e, FileNotFoundError):
-                detail = "missing"
+                problem = "is missing"
+            elif isinstance(e, RuntimeError) and "faiss" in str(e):
+                problem = "is damaged (not a complete FAISS index)"
+            else:
+                detail = (str(e).strip().splitlines() or [""])[-1][:200]
+                problem = f"is damaged ({type(e).__name__}: {detail})"
             raise CorruptIndexError(
-                f"index file {self._reading} is damaged ({type(e).__name__}: {detail}) — rebuild it: "
-                f"qa index CORPUS --index {index_dir} --rebuild"
+                f"index file {self._reading} {problem} — rebuild it: qa index CORPUS --index {index_dir} --rebuild"
             ) from None
         return self
 
