@@ -145,11 +145,44 @@ def extract_text(data: bytes) -> Extracted:
 
 
 # --- HTML -----------------------------------------------------------------------------------
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+# The HTML standard reads these labels as windows-1252.
+_HTML_AS_CP1252 = {"iso-8859-1", "iso8859-1", "latin1", "latin-1", "us-ascii", "ascii", "l1", "cp819"}
+
+
+def decode_html(data: bytes) -> str:
+    """The page as text: its byte-order mark, else its declared charset, else UTF-8, else the
+    legacy encoding that fits (as for plain text) — never a guess where the page says."""
+    import codecs
+
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            return data.decode(enc, errors="replace").removeprefix("\ufeff")
+    if b"\x00" in data[:8192]:
+        raise DocumentError("binary file (NUL bytes), not HTML")
+    m = _META_CHARSET.search(data[:4096])
+    if m:
+        label = m.group(1).decode("ascii").lower()
+        label = "cp1252" if label in _HTML_AS_CP1252 else label
+        try:
+            return data.decode(codecs.lookup(label).name, errors="replace")
+        except LookupError:
+            pass  # an unknown label: decode as if there were none
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return _decode_legacy(data, e)[0]
+
+
+_BLOCK_TAGS = ("address", "article", "aside", "blockquote", "dd", "details", "dialog", "div", "dl", "dt", "fieldset",
+               "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li",
+               "main", "nav", "ol", "p", "pre", "section", "table", "tr", "td", "th", "ul", "br")
+
+
 def extract_html(data: bytes) -> Extracted:
     if not data.strip():
         raise DocumentError("empty file")
-    if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DocumentError("binary file (NUL bytes), not HTML")
+    page = decode_html(data)
     import logging
 
     import trafilatura
@@ -157,12 +190,18 @@ def extract_html(data: bytes) -> Extracted:
     # trafilatura and htmldate log what they could not parse; our one-line reason says enough.
     for name in ("trafilatura", "htmldate", "courlan"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    tree = trafilatura.load_html(data)
+    tree = trafilatura.load_html(page)
     if tree is None:
         # A bare fragment ("<p>…</p>" without <html>) is refused as dubious: give it a page.
-        tree = trafilatura.load_html(b"<html><body>" + data + b"</body></html>")
+        tree = trafilatura.load_html("<html><body>" + page + "</body></html>")
     if tree is None:
         raise DocumentError("not parseable as HTML")
+    # A browser breaks the line around a block element; trafilatura, when it drops one (an aside, a
+    # nav), glues the text on either side ("Monday.He met"). A line break after each block keeps
+    # the words apart whether the block stays or goes.
+    for el in tree.iter(*_BLOCK_TAGS):
+        if not el.tail or not el.tail[0].isspace():
+            el.tail = "\n" + (el.tail or "")
     doc = trafilatura.bare_extraction(
         tree,
         output_format="python",

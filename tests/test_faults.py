@@ -119,7 +119,7 @@ def test_oversized_upload_bytes_are_refused_without_parsing() -> None:
 
 # --- kill -9 during `qa index` --------------------------------------------------------------
 def _new_version(root: Path) -> Path:
-    """The demo corpus, changed: one article edited, one replaced, one deleted, twelve added."""
+    """The demo corpus, changed: one article edited, one replaced, one deleted, eight added."""
     corpus = root / "new"
     shutil.copytree(CORPUS, corpus)
     p = corpus / "001_072c7506d9b82cf7.txt"
@@ -129,7 +129,7 @@ def _new_version(root: Path) -> Path:
         "to help exporters of rice and textiles. The office will issue business visas within three days.\n")
     (corpus / "003_fdf2c5db0e68fe77.txt").unlink()
     base = [p.read_text() for p in sorted(CORPUS.glob("*.txt"))]
-    for i in range(12):
+    for i in range(8):
         (corpus / f"extra{i:02d}.txt").write_text(f"Copy {i}\n" + base[i % 5].replace("Pakistan", f"Pakistan{i}"))
     return corpus
 
@@ -170,11 +170,12 @@ def test_kill_9_at_random_moments_leaves_old_or_new_never_a_mix(tmp_path: Path, 
 
     seed = int(os.environ.get("CITEQA_KILL_SEED", random.randrange(10**6)))
     rng = random.Random(seed)
-    delays = sorted(rng.uniform(0.05, 1.0) * full for _ in range(4))
+    delays = [rng.uniform(0.05, 1.0) * full for _ in range(4)]
+    # One index, killed again and again: each build starts from whatever the last kill left.
+    ix = tmp_path / "ix"
+    shutil.copytree(demo_index, ix)
     outcomes = []
     for delay in delays:
-        ix = tmp_path / f"ix-{delay:.2f}"
-        shutil.copytree(demo_index, ix)
         proc = subprocess.Popen([QA, "index", str(new_corpus), "--index", str(ix), "-q"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -183,13 +184,12 @@ def test_kill_9_at_random_moments_leaves_old_or_new_never_a_mix(tmp_path: Path, 
         outcome = _check_consistent(ix, versions, engine.encoder)
         r = run_qa("ask", "--index", str(ix), "--json", AZAL)
         assert r.returncode == 0 and json.loads(r.stdout)["citations"], r.stderr
-        # The next build finishes the job from whatever the kill left behind.
-        subprocess.run([QA, "index", str(new_corpus), "--index", str(ix), "-q"], check=True, env=env, timeout=600)
-        assert _check_consistent(ix, versions, engine.encoder) == "new"
-        assert not list(ix.glob("gen-*.tmp"))
         outcomes.append((round(delay, 2), outcome, proc.returncode))
     print(f"kill -9 seed={seed} full build {full:.1f}s outcomes={outcomes}")
-    assert all(rc == -signal.SIGKILL or outcome == "new" for _, outcome, rc in outcomes)
+    # The next build finishes the job from whatever the kills left behind.
+    subprocess.run([QA, "index", str(new_corpus), "--index", str(ix), "-q"], check=True, env=env, timeout=600)
+    assert _check_consistent(ix, versions, engine.encoder) == "new"
+    assert not list(ix.glob("gen-*.tmp"))
 
 
 # --- a damaged index ------------------------------------------------------------------------
