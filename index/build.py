@@ -41,6 +41,7 @@ from index.store import (
 )
 
 PROGRESS_MIN_ITEMS = 200
+PROGRESS_MIN_FILES = 100  # PDFs take a while to read: show a bar for big folders
 
 
 class BuildError(Exception):
@@ -109,7 +110,8 @@ def prepare_document(doc: Document) -> PreparedDocument:
 SUPPORTED_LIST = (".txt", ".md", ".html", ".pdf", ".docx")
 
 
-def _load_corpus(corpus_dir: Path, old: LoadedIndex | None) -> tuple[list[Document], list[Skipped], set[str]]:
+def _load_corpus(corpus_dir: Path, old: LoadedIndex | None, progress: bool = False
+                 ) -> tuple[list[Document], list[Skipped], set[str]]:
     """Every readable file as a Document; files whose bytes are unchanged are not parsed again.
 
     Returns (documents, skipped, doc_ids reused from ``old`` as they are).
@@ -117,7 +119,12 @@ def _load_corpus(corpus_dir: Path, old: LoadedIndex | None) -> tuple[list[Docume
     docs: list[Document] = []
     skipped: list[Skipped] = []
     reused: set[str] = set()
-    for path, doc_id in iter_files(corpus_dir):
+    files = list(iter_files(corpus_dir))
+    if progress and len(files) > PROGRESS_MIN_FILES:
+        from tqdm import tqdm
+
+        files = tqdm(files, desc="reading", unit="file", leave=False)
+    for path, doc_id in files:
         try:
             data = read_file(path)
             h = content_hash(data)
@@ -184,7 +191,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         old = None
 
     report = BuildReport(index_dir=str(index_dir), encoder=encoder_name)
-    docs, skipped, reused = _load_corpus(corpus_dir, old)
+    docs, skipped, reused = _load_corpus(corpus_dir, old, progress)
     report.skipped = skipped
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
