@@ -232,6 +232,14 @@ def test_mixed_folder_indexed_and_cited_with_pages(tmp_path: Path) -> None:
 
     r = run_qa("ask", "--index", str(ix), "How long is the Khojak tunnel?")
     assert "energy.pdf p. 2 [" in r.stdout
+    # The chat shows the page too: the API object and the server-rendered (no-JavaScript) page.
+    from fastapi.testclient import TestClient
+
+    from web.app import create_app
+
+    client = TestClient(create_app(ix))
+    assert client.post("/api/ask", json={"question": "How long is the Khojak tunnel?"}).json()["citations"][0]["page"] == 2
+    assert '<span class="page">p. 2</span>' in client.get("/", params={"q": "How long is the Khojak tunnel?"}).text
 
     r = run_qa("ask", "--index", str(ix), "--json", "Who cut the ribbon at the trade house in Baku?")
     ans = json.loads(r.stdout)
@@ -249,3 +257,56 @@ def test_supported_files_in_a_folder(tmp_path: Path) -> None:
     docs, skipped = load_folder(tmp_path)
     assert [(d.doc_id, d.format) for d in docs] == [("a.pdf", "pdf"), ("b.HTM", "html"), ("c.docx", "docx")]
     assert skipped == []
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_chat_shows_the_page_of_a_pdf_citation(tmp_path: Path) -> None:
+    """In a real Chromium: the chat's citation of a PDF sentence says which page it is on."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "energy.pdf").write_bytes(make_pdf([["Energy Review", PIPELINE, GAS], [TUNNEL]]))
+    ix = tmp_path / "ix"
+    assert run_qa("index", str(corpus), "--index", str(ix), "-q").returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from tests.conftest import QA
+
+    server = subprocess.Popen([QA, "serve", "--index", str(ix), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "server did not start"
+                time.sleep(0.5)
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.fill("#question", "How long is the Khojak tunnel?")
+            page.click("#send")
+            first = page.locator(".cite-item").first
+            first.wait_for(timeout=60_000)
+            assert first.locator(".page").inner_text() == "p. 2"
+            assert TUNNEL in first.locator("blockquote").inner_text()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(ix, ignore_errors=True)
