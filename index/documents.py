@@ -142,7 +142,8 @@ def detect_document_date(text: str) -> DocDate | None:
     """
     lines = [m for m in re.finditer(r"[^\n]*\S[^\n]*", text)][:3]
     for m in lines:
-        dates = find_dates(text, m.start(), m.end())
+        # Only a date opening its line counts (see below): no need to scan a long line to its end.
+        dates = find_dates(text, m.start(), min(m.end(), m.start() + 80))
         # A dateline opens its line ("Islamabad, 13 April 2023 (TDI): …") or is a short line of
         # its own ("Interviews 14:54 27.05.2023"); a date mid-sentence is an event.
         dates = [

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,9 +54,13 @@ _BOMS = (
 )
 
 
+# Unicode's control characters (category Cc) but tab, line feed, vertical tab, form feed and CR.
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
 def _control_ratio(text: str) -> float:
-    n = sum(1 for ch in text[:100_000] if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r\f\v")
-    return n / max(1, min(len(text), 100_000))
+    head = text[:100_000]
+    return len(_CONTROL.findall(head)) / max(1, len(head))
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
@@ -347,8 +350,9 @@ def extract_docx(data: bytes) -> Extracted:
             else:
                 t = block.text
                 lines.append(t)
-                style = (block.style.name if block.style is not None else "") or ""
-                if heading is None and t.strip() and style.lower() in ("title", "heading 1"):
+                # The style id as written ("Title", "Heading1"): resolving the style object costs
+                # a scan of all styles per paragraph.
+                if heading is None and t.strip() and (block._p.style or "").lower() in ("title", "heading1"):
                     heading = t.strip()
         core = d.core_properties
         title = _usable_title(core.title) or heading
