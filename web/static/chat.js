@@ -237,6 +237,11 @@
     history.push(item);
     history = history.slice(-KEEP);
     save();
+    // A question that got no answer goes back into the box (unless a new one is being typed), so nothing is lost.
+    if (item.error && !input.value.trim()) {
+      input.value = question;
+      autosize();
+    }
     const done = renderExchange(item);
     wrap.replaceWith(done);
     reveal(done);
@@ -304,6 +309,7 @@
   const serverExchange = document.getElementById("server-exchange");
   if (serverExchange) serverExchange.remove();
   renderAll();
+  if (input.value) autosize(); // a question the server handed back after an error
   // Focus the box on desktops; on phones it would pop the keyboard over the page.
   if (!input.disabled && !window.matchMedia("(pointer: coarse)").matches) input.focus();
 })();
