@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ class DocRecord:
     date_iso: str | None
     date_start: int | None
     date_end: int | None
+    format: str = "text"
+    date_source: str | None = None
+    page_starts: tuple[int, ...] = ()  # PDF: offset where page i+1 starts
+    furniture: tuple[tuple[int, int], ...] = ()  # page furniture: shown, never answerable
 
 
 class LoadedIndex:
@@ -44,6 +49,7 @@ class LoadedIndex:
         self._db: sqlite3.Connection | None = None
         self._db_lock = threading.Lock()
         self._parses: dict[int, Parse] = {}
+        self._reading = gen_dir / "index.sqlite"  # the file being read, named if it is damaged
 
     @property
     def encoder_name(self) -> str:
@@ -54,16 +60,29 @@ class LoadedIndex:
         index_dir = Path(index_dir)
         gen = current_generation(index_dir)
         if gen is None:
+            cur = index_dir / "CURRENT"
+            if cur.is_file():
+                raise CorruptIndexError(
+                    f"index file {cur} names a generation that is missing — rebuild it: "
+                    f"qa index CORPUS --index {index_dir} --rebuild"
+                )
             raise NoIndexError(f"no index at {index_dir} — run: qa index CORPUS --index {index_dir}")
         meta = read_meta(gen)
         check_compatible(meta, index_dir)
         self = cls(index_dir, gen, meta)
         try:
             self._load()
-        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError) as e:
+        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError) as e:
+            # One line naming the damaged file (FAISS errors carry a multi-line C++ location).
+            if isinstance(e, FileNotFoundError):
+                problem = "is missing"
+            elif isinstance(e, RuntimeError) and "faiss" in str(e):
+                problem = "is damaged (not a complete FAISS index)"
+            else:
+                detail = (str(e).strip().splitlines() or [""])[-1][:200]
+                problem = f"is damaged ({type(e).__name__}: {detail})"
             raise CorruptIndexError(
-                f"index at {gen} is damaged ({type(e).__name__}: {e}) — rebuild it: "
-                f"qa index CORPUS --index {index_dir} --rebuild"
+                f"index file {self._reading} {problem} — rebuild it: qa index CORPUS --index {index_dir} --rebuild"
             ) from None
         return self
 
@@ -73,14 +92,16 @@ class LoadedIndex:
         db = sqlite3.connect(f"file:{self.gen_dir / 'index.sqlite'}?mode=ro", uri=True)
         try:
             for row in db.execute(
-                "SELECT doc_id, ord, title, text, content_hash, date_iso, date_start, date_end "
-                "FROM documents ORDER BY ord"
+                "SELECT doc_id, ord, title, text, content_hash, date_iso, date_start, date_end, format, "
+                "date_source, page_starts, furniture FROM documents ORDER BY ord"
             ):
-                self.docs[row[0]] = DocRecord(*row)
+                pages = tuple(int(p) for p in json.loads(row[10]))
+                furniture = tuple((int(a), int(b)) for a, b in json.loads(row[11]))
+                self.docs[row[0]] = DocRecord(*row[:10], page_starts=pages, furniture=furniture)
                 self.doc_sentences[row[0]] = []
                 self.doc_passages[row[0]] = []
             srows = db.execute(
-                'SELECT id, doc_id, start, "end", passage_id FROM sentences ORDER BY id'
+                'SELECT id, doc_id, start, "end", passage_id, page FROM sentences ORDER BY id'
             ).fetchall()
             prows = db.execute(
                 'SELECT id, doc_id, first_sentence, last_sentence, start, "end" FROM passages ORDER BY id'
@@ -94,6 +115,7 @@ class LoadedIndex:
         self.sent_start = np.array([r[2] for r in srows], dtype=np.int64)
         self.sent_end = np.array([r[3] for r in srows], dtype=np.int64)
         self.sent_passage = np.array([r[4] for r in srows], dtype=np.int64)
+        self.sent_page: list[int | None] = [r[5] for r in srows]  # 1-based PDF page, else None
         self.sent_text: list[str] = [
             self.docs[d].text[s:e] for d, s, e in zip(self.sent_doc, self.sent_start, self.sent_end, strict=True)
         ]
@@ -112,14 +134,22 @@ class LoadedIndex:
         self.mentions: list[list[tuple[int, int, str, str | None]]] = [[] for _ in srows]
         for sid, s, e, label, value in mrows:
             self.mentions[sid].append((s, e, label, value))
-        self.sent_vecs = np.load(self.gen_dir / "sentences.npy")
-        self.pass_vecs = np.load(self.gen_dir / "passages.npy")
-        if self.sent_vecs.shape[0] != len(srows) or self.pass_vecs.shape[0] != len(prows):
-            raise ValueError("vector count does not match the records")
-        self.pass_faiss = vector_index.load(self.gen_dir / "passages.faiss")
-        self.sent_faiss = vector_index.load(self.gen_dir / "sentences.faiss")
-        if self.pass_faiss.ntotal != len(prows) or self.sent_faiss.ntotal != len(srows):
-            raise ValueError("FAISS index size does not match the records")
+        self._reading = self.gen_dir / "sentences.npy"
+        self.sent_vecs = np.load(self._reading)
+        if self.sent_vecs.ndim != 2 or self.sent_vecs.shape[0] != len(srows):
+            raise ValueError(f"{self.sent_vecs.shape[0]} vectors for {len(srows)} sentences")
+        self._reading = self.gen_dir / "passages.npy"
+        self.pass_vecs = np.load(self._reading)
+        if self.pass_vecs.ndim != 2 or self.pass_vecs.shape[0] != len(prows):
+            raise ValueError(f"{self.pass_vecs.shape[0]} vectors for {len(prows)} passages")
+        self._reading = self.gen_dir / "passages.faiss"
+        self.pass_faiss = vector_index.load(self._reading)
+        if self.pass_faiss.ntotal != len(prows):
+            raise ValueError(f"{self.pass_faiss.ntotal} vectors for {len(prows)} passages")
+        self._reading = self.gen_dir / "sentences.faiss"
+        self.sent_faiss = vector_index.load(self._reading)
+        if self.sent_faiss.ntotal != len(srows):
+            raise ValueError(f"{self.sent_faiss.ntotal} vectors for {len(srows)} sentences")
 
     # --- parses: read on demand (only the few sentences an answer is chosen from need them) ---
     def parse_json(self, sid: int) -> str:

@@ -27,17 +27,22 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = "2"
+# 2: documents carry their format, date source, PDF page starts and page-furniture spans;
+#    sentences carry their page.
+# 3: mentions carry a normalised value (ISO date, number); every sentence has a stored parse.
+FORMAT_VERSION = "3"
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE documents (
     doc_id TEXT PRIMARY KEY, ord INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL,
-    content_hash TEXT NOT NULL, date_iso TEXT, date_start INTEGER, date_end INTEGER
+    content_hash TEXT NOT NULL, date_iso TEXT, date_start INTEGER, date_end INTEGER,
+    format TEXT NOT NULL DEFAULT 'text', date_source TEXT,
+    page_starts TEXT NOT NULL DEFAULT '[]', furniture TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE sentences (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, idx INTEGER NOT NULL,
-    start INTEGER NOT NULL, "end" INTEGER NOT NULL, passage_id INTEGER NOT NULL
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, passage_id INTEGER NOT NULL, page INTEGER
 );
 CREATE TABLE passages (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, first_sentence INTEGER NOT NULL,
@@ -75,6 +80,7 @@ class IndexSettings:
     splitter: str
     annotator: str
     format: str = FORMAT_VERSION
+    loader: str = ""
 
     def as_meta(self) -> dict[str, str]:
         return {
@@ -83,6 +89,7 @@ class IndexSettings:
             "dim": str(self.dim),
             "splitter": self.splitter,
             "annotator": self.annotator,
+            "loader": self.loader,
         }
 
 
@@ -146,15 +153,19 @@ class GenerationWriter:
         self.db.executemany("INSERT INTO meta VALUES (?, ?)", settings.as_meta().items())
 
     def add_document(self, ord_: int, doc_id: str, title: str, text: str, content_hash: str,
-                     date: tuple[str, int, int] | None) -> None:
+                     date: tuple[str, int | None, int | None] | None, *, format: str = "text",
+                     date_source: str | None = None, page_starts: Iterable[int] = (),
+                     furniture: Iterable[tuple[int, int]] = ()) -> None:
         d = date or (None, None, None)
         self.db.execute(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
-            (doc_id, ord_, title, text, content_hash, d[0], d[1], d[2]),
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (doc_id, ord_, title, text, content_hash, d[0], d[1], d[2], format, date_source,
+             json.dumps(list(page_starts)), json.dumps([list(f) for f in furniture])),
         )
 
-    def add_sentences(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
-        self.db.executemany("INSERT INTO sentences VALUES (?,?,?,?,?,?)", rows)
+    def add_sentences(self, rows: Iterable[tuple[int, str, int, int, int, int, int | None]]) -> None:
+        """Rows of (id, doc_id, idx, start, end, passage_id, page or None)."""
+        self.db.executemany("INSERT INTO sentences VALUES (?,?,?,?,?,?,?)", rows)
 
     def add_passages(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
         self.db.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?)", rows)

@@ -98,6 +98,7 @@ class CitationOut(BaseModel):
     answer_start: int | None = Field(None, description="start of the answer phrase inside `sentence`")
     answer_end: int | None = None
     date: str | None = Field(None, description="the document's ISO date, when its text states one")
+    page: int | None = Field(None, description="1-based page of the sentence, for documents with pages (PDF)")
 
 
 class AnswerOut(BaseModel):

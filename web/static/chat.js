@@ -98,6 +98,7 @@
       t.dateTime = c.date;
       meta.append(t);
     }
+    if (Number.isInteger(c.page)) meta.append(el("span", "page", `p. ${c.page}`));
     meta.append(el("span", "doc-id", c.doc_id));
     body.append(quote, meta);
     li.append(num, body);
