@@ -140,9 +140,11 @@ def ask_all(
     progress: bool = True,
     desc: str = "asking",
     on_record: Callable[[Record], None] | None = None,
+    engine_for: Callable[[GoldItem], AnswersQuestions] | None = None,
 ) -> list[Record]:
     """Ask every question with every method; one warm-up question first so the first timed
-    answer does not pay for lazy loading."""
+    answer does not pay for lazy loading. ``engine_for(item)`` may pick the engine per question
+    (SQuAD: the cross-validation model that never saw the question's article)."""
     if items:
         for method in methods:
             engine.ask(items[0].question, k, method=method)
@@ -155,9 +157,10 @@ def ask_all(
     try:
         for it in items:
             rec = Record(it, where=where)
+            asked = engine if engine_for is None else engine_for(it)
             for method in methods:
                 t0 = time.perf_counter()
-                ans = engine.ask(it.question, k, id=it.id, method=method)
+                ans = asked.ask(it.question, k, id=it.id, method=method)
                 dt = time.perf_counter() - t0
                 rec.results[method] = score(it, ans.to_dict(), doc_texts, dt)
             records.append(rec)

@@ -197,6 +197,26 @@ def run_gold(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any]
     return _section("gold", records, methods, about, warnings)
 
 
+def _fold_engines(engine: Any, article_of: dict[str, str]) -> tuple[Callable[[Any], Any] | None, str]:
+    """Per question, the engine answering with the cross-validation model that never saw the
+    question's article (the answer model was fitted on SQuAD dev; scoring SQuAD with the
+    production model would report its training fit)."""
+    from qa.model import ModelError, load_folds
+
+    try:
+        folds = load_folds()
+    except ModelError as e:
+        _log(f"warning: {e}; SQuAD is scored with the production model, which was fitted on it")
+        return None, "production model (fitted on SQuAD dev: in-sample, not a fair figure)"
+    by_fold = {f: engine.with_model(m) for f, m in enumerate(folds.models)}
+
+    def engine_for(item: Any) -> Any:
+        f = folds.article_fold.get(article_of.get(item.id, ""))
+        return engine if f is None else by_fold[f]
+
+    return engine_for, f"cross-validated: each question answered by the fold model that never saw its article ({len(folds.models)} folds)"
+
+
 def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any]:
     try:
         articles = select_articles(load_squad(args.squad), args.articles, args.paragraphs)
@@ -215,7 +235,10 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
     texts = _doc_texts(engine)
     items = sample(gold_items(articles), args.sample, args.seed)
     _log(f"SQuAD: {len(items)} questions against {n_docs} paragraphs of {len(articles)} articles")
-    records = ask_all(engine, items, texts, methods=methods, k=args.k, progress=not args.no_progress, desc="squad")
+    article_of = {it.id: it.doc_ids[0].split("/")[0] for it in gold_items(articles)}
+    engine_for, cv_note = _fold_engines(engine, article_of)
+    records = ask_all(engine, items, texts, methods=methods, k=args.k, progress=not args.no_progress, desc="squad",
+                      engine_for=engine_for)
 
     held: list[str] = []
     n_held_q = 0
@@ -228,13 +251,14 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
             copy_index(base / "index", hold_dir / "index")
         _build(hold_dir / "corpus", hold_dir / "index", not args.no_progress)
         held_engine = _open_engine(hold_dir / "index")
+        held_for, _ = _fold_engines(held_engine, article_of)
         held_texts = _doc_texts(held_engine)
         pool = [it for it in gold_items([a for a in articles if a.title in held])]
         held_items = unanswerable_items(sample(pool, args.holdout_sample, args.seed))
         n_held_q = len(held_items)
         _log(f"abstention check: {n_held_q} questions about {', '.join(held)}, asked of an index without them")
         records += ask_all(held_engine, held_items, held_texts, methods=methods, k=args.k, where="article removed",
-                           progress=not args.no_progress, desc="article removed")
+                           progress=not args.no_progress, desc="article removed", engine_for=held_for)
     about = {
         "data": str(args.squad),
         "articles": len(articles),
@@ -243,6 +267,7 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
         "held-out articles": ", ".join(held) or "none",
         "index": str(base / "index"),
         "index ready in": f"{build_s:.1f} s",
+        "answer model": cv_note,
     }
     return _section("squad", records, methods, about, [])
 

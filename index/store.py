@@ -29,7 +29,8 @@ import numpy as np
 
 # 2: documents carry their format, date source, PDF page starts and page-furniture spans;
 #    sentences carry their page.
-# 3: mentions carry a normalised value (ISO date, number); every sentence has a stored parse.
+# 3: mentions carry a normalised value (ISO date, number); every sentence has a stored parse and
+#    its token vectors (tokens.npy).
 FORMAT_VERSION = "3"
 
 SCHEMA = """
@@ -190,6 +191,11 @@ class GenerationWriter:
         kind = vector_index.describe(idx)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"{name}_index", kind))
         return kind
+
+    def save_tokens(self, tokens: np.ndarray, starts: np.ndarray) -> None:
+        """Every sentence's projected token vectors (see index/tokens.py)."""
+        np.save(self.dir / "tokens.npy", tokens)
+        np.save(self.dir / "token_starts.npy", starts)
 
     def close(self) -> None:
         self.db.commit()

@@ -52,7 +52,7 @@ HEAD_CLASS: dict[str, str] = {}
 for _cls, _words in _HEAD_WORDS.items():
     for _w in _words.split():
         HEAD_CLASS[_w] = _cls
-        HEAD_CLASS[_w + "s"] = _cls
+        HEAD_CLASS[_w[:-1] + "ies" if _w.endswith("y") else _w + ("es" if _w.endswith(("s", "x", "ch")) else "s")] = _cls
 
 _AUX = frozenset("s is was are were did does do has have had can could will would should may might must be been".split())
 _PREP = frozenset("of in on at for from to by with about as during after before between into than".split())
@@ -138,6 +138,8 @@ def question_class(question: str) -> tuple[str, str | None]:
     m = re.search(r"\bhow (many|much|long|old|far|big|large|tall|often|few)\b", low)
     if m:
         return "how_" + m.group(1), None
+    if words and words[0] in ("name", "list", "identify", "give"):
+        return "what_n", _head_after(words, 1)
     wh = [(i, w) for i, w in enumerate(words) if w in ("when", "where", "why", "who", "whom", "whose", "what", "which")]
     if wh and wh[0][1] not in ("what", "which"):
         w = wh[0][1]
@@ -146,7 +148,7 @@ def question_class(question: str) -> tuple[str, str | None]:
         i = wh[0][0]
         nxt = words[i + 1] if i + 1 < len(words) else ""
         if nxt in _AUX:
-            if nxt in ("did", "does", "do") and words[-1] in ("do", "doing", "done"):
+            if nxt in ("did", "does", "do") and {"do", "doing", "done"} & set(words[i + 2 :]):
                 return "what_do", None
             rest = words[i + 2 :]
             if nxt in ("is", "was", "are", "were", "s") and rest[:1] == ["the"] and rest[1:3] in (["name", "of"], ["names", "of"]):
@@ -156,8 +158,6 @@ def question_class(question: str) -> tuple[str, str | None]:
         return ("what_n", head) if head else ("what", None)
     if re.search(r"\bhow\b", low):
         return "how", None
-    if words and words[0] in ("name", "list", "identify", "give"):
-        return "what_n", _head_after(words, 1)
     return "other", None
 
 

@@ -1,234 +1,340 @@
 """The extractive answer step: rank candidate sentences, pick the answer phrase, decide to abstain.
 
-A sentence ranks high when it is close to the question in meaning (dense), shares the question's
-rare terms (idf-weighted overlap, in the sentence and its neighbours), sits in a passage the
-hybrid retriever ranked high, and holds a phrase of the type the question asks for. The answer is
-always a quote: a span of the top sentence, or the cited document's own date.
+For one question:
+
+1. ``gather``: candidate sentences — those of the passages the hybrid retriever ranks highest,
+   plus the best sentences by dense similarity and by BM25 alone;
+2. ``sentence`` model: every candidate is scored from its features (``qa.features``); a
+   softmax over the candidates;
+3. ``span`` + ``rerank`` models: the best few sentences are parsed into candidate phrases
+   (parses are stored at index time), each phrase scored for how well it answers; the sentences
+   are re-ranked knowing how good their best phrase is;
+4. the answer is the best phrase of the top sentence — always a quote of it. For a "when"
+   question whose sentence holds no date, the answer is the cited document's own date, as the
+   document writes it, with its location;
+5. ``confidence``: a calibrated probability that this answer is right; ``support``: a calibrated
+   probability that the documents answer the question at all — below the model's threshold,
+   citeqa abstains and the citations are the nearest sentences.
+
+The weights come from ``qa/models/answer-model.json`` (see ``qa.model`` and ``eval/train.py``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from index.loaded import LoadedIndex
-from qa.analyze import TYPE_LABELS, Question, content_terms
-from qa.retrieve import Hit, Retriever
-
-ABSTAIN_THRESHOLD = 0.5
-
-_ABSOLUTE_DATE = re.compile(
-    r"\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(century|decade)\b", re.I
+from qa.analyze import TYPE_LABELS, Question
+from qa.features import (
+    QuestionVectors,
+    SentenceFacts,
+    SpanCandidate,
+    sentence_features,
+    span_candidates,
+    span_features,
 )
-_CLAUSE_CUES = {
-    "why": re.compile(r"\b(because|since|due to|owing to|in order to|so that|aimed at|to)\b", re.I),
-    "how": re.compile(r"\b(through|by|via|with|using)\b", re.I),
-}
+from qa.model import AnswerModel
+from qa.retrieve import Retriever, _top
+
+PASSAGES = 8  # hybrid passages whose sentences are candidates
+DENSE_SENTENCES = 20
+BM25_SENTENCES = 20
+FAR = 99  # passage rank given to candidates that came from the sentence-level searches
+
+CONFIDENCE_FEATURES = (
+    "rerank_top", "rerank_prob", "rerank_margin", "sentence_prob", "overlap", "context_overlap", "doc_coverage",
+    "max_missing_idf", "dense", "align", "align_low", "align_doc_low", "span_prob", "span_top", "type_ok",
+    "has_expected", "log_terms", "best_doc_coverage", "best_context_overlap", "best_align_low", "best_align_doc_low",
+    "missing_everywhere", "stage1_top", "numbers_missing", "has_numbers",
+)  # fmt: skip
+
+_ORDINALS = {w: str(i) for i, w in enumerate(
+    "zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth fourteenth "
+    "fifteenth sixteenth seventeenth eighteenth nineteenth twentieth".split())}
+_CARDINALS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+    "eighteen nineteen twenty".split())}
+_NUMBER_WORD = re.compile(r"\b(\d+)(?:st|nd|rd|th)?\b|\b([a-z]+)\b", re.I)
 
 
-# Within an expected type, the labels that answer it best (a "who" answer is a person first).
-_PREFERRED = {"person": frozenset({"PERSON"}), "place": frozenset({"GPE"}), "number": frozenset({"CARDINAL", "MONEY", "PERCENT", "QUANTITY"})}
+def numbers_in(text: str) -> set[str]:
+    """The numbers a text names, as digits: "16th", "sixteenth" and "16" are all "16"."""
+    out = set()
+    for m in _NUMBER_WORD.finditer(text):
+        if m.group(1):
+            out.add(m.group(1).lstrip("0") or "0")
+        else:
+            w = m.group(2).lower()
+            if w in _ORDINALS and w != "first":  # "among the first countries" is no count either
+                out.add(_ORDINALS[w])
+            elif w in _CARDINALS and w != "one":  # "one of the …" is rarely a count
+                out.add(_CARDINALS[w])
+    return out
+
+_ABSOLUTE_DATE = re.compile(r"\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I)
 
 
 @dataclass(frozen=True)
-class ScoredSentence:
+class Candidates:
+    """A question's candidate sentences with their features (model-independent)."""
+
+    sids: np.ndarray
+    passage_rank: np.ndarray
+    numeric: np.ndarray  # [n, len(SENTENCE_FEATURES)]
+    cats: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Phrases:
+    """One sentence's candidate phrases with their features (model-independent)."""
+
     sid: int
-    score: float
-    dense: float
-    overlap: float
-    context_overlap: float
-    passage: float
-    type_ok: float
+    spans: list[SpanCandidate]
+    numeric: np.ndarray
+    cats: list[list[str]]
 
 
 @dataclass(frozen=True)
-class Span:
-    start: int  # inside the sentence
-    end: int
-    label: str
+class Decision:
+    """What the answer step decided for one question."""
+
+    ranked: list[tuple[int, float]]  # (sentence id, score), best first
+    span: SpanCandidate | None  # the answer phrase inside ranked[0]'s sentence
+    confidence: float
+    abstain: bool
+    features: np.ndarray  # the confidence features (kept for evaluation and training)
+    # Other phrases worth offering as a second part of the answer: (sentence id, phrase, weight),
+    # best first — the runner-up phrases of the top sentence and the best of the next sentences.
+    alternatives: tuple[tuple[int, SpanCandidate, float], ...] = ()
+    support: float = 0.0  # probability that the documents hold an answer at all
 
 
-@dataclass(frozen=True)
-class AnswerChoice:
-    text: str | None
-    source: str | None  # "sentence" | "document_date" | None
-    sentence_span: Span | None
-    doc_span: tuple[str, int, int] | None  # (doc_id, start, end) in document text
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+def _softmax(x: np.ndarray) -> np.ndarray:
+    if len(x) == 0:
+        return x
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _lse(x: np.ndarray) -> float:
+    m = float(x.max())
+    return m + math.log(float(np.exp(x - m).sum()))
 
 
 class AnswerStep:
-    def __init__(self, index: LoadedIndex, retriever: Retriever) -> None:
+    def __init__(self, index: LoadedIndex, retriever: Retriever, model: AnswerModel | None, token_store=None) -> None:
         self.index = index
         self.retriever = retriever
-        self.sent_terms = [frozenset(t) for t in retriever.sentence_bm25.tokens]
-        self._title_terms = {d: frozenset(content_terms(r.title)) for d, r in index.docs.items()}
-        self._ctx_cache: dict[int, frozenset[str]] = {}
-        self._mention_terms: dict[int, list[frozenset[str]]] = {}
+        self.model = model
+        self.tokens = token_store
+        self.facts = SentenceFacts(index, retriever)
 
-    def mention_terms(self, sid: int) -> list[frozenset[str]]:
-        """Content terms of each mention of sentence ``sid`` (cached: computed once per sentence)."""
-        got = self._mention_terms.get(sid)
-        if got is None:
-            text = self.index.sent_text[sid]
-            got = [frozenset(content_terms(text[s:e])) for s, e, *_ in self.index.mentions[sid]]
-            self._mention_terms[sid] = got
-        return got
+    # --- 1. candidates ---------------------------------------------------------------------
+    def gather(self, q: Question, qv: QuestionVectors, exclude=None, also: Sequence[int] = ()) -> Candidates:
+        """Candidate sentences and their features. ``exclude(doc_id)`` drops documents (training);
+        ``also`` adds sentences (a follow-up keeps its previous document in view)."""
+        idx = self.index
+        terms = list(q.terms)
+        cand: dict[int, int] = {}
+        # Training asks with a document set left out: search deeper, then drop what is excluded.
+        hits = self.retriever.hybrid(qv.vec, terms, k=PASSAGES, depth=30) if exclude is None else (
+            self.retriever.hybrid(qv.vec, terms, k=60, depth=240)
+        )
+        kept = 0
+        for h in hits:
+            if exclude is not None and exclude(idx.pass_doc[h.passage_id]):
+                continue
+            for sid in range(int(idx.pass_first[h.passage_id]), int(idx.pass_last[h.passage_id]) + 1):
+                cand.setdefault(sid, kept)
+            kept += 1
+            if kept >= PASSAGES:
+                break
+        d_ids, _ = self.retriever.dense_sentences(qv.vec, DENSE_SENTENCES if exclude is None else 400)
+        n = 0
+        for sid in d_ids.tolist():
+            if exclude is not None and exclude(idx.sent_doc[sid]):
+                continue
+            cand.setdefault(sid, FAR)
+            n += 1
+            if n >= DENSE_SENTENCES:
+                break
+        b_ids, b_scores = self._bm25_sentences(terms, BM25_SENTENCES if exclude is None else 400)
+        n = 0
+        for sid, sc in zip(b_ids.tolist(), b_scores.tolist(), strict=True):
+            if sc <= 0 or (exclude is not None and exclude(idx.sent_doc[sid])):
+                continue
+            cand.setdefault(sid, FAR)
+            n += 1
+            if n >= BM25_SENTENCES:
+                break
+        for sid in also:
+            cand.setdefault(int(sid), FAR)
+        sids = np.fromiter(cand.keys(), np.int64, count=len(cand))
+        prank = np.fromiter(cand.values(), np.float64, count=len(cand))
+        numeric, cats = sentence_features(self.facts, q, qv, sids, prank, self.tokens)
+        return Candidates(sids, prank, numeric, cats)
 
-    # --- features -------------------------------------------------------------------------
-    def _overlap(self, q: Question, terms: frozenset[str]) -> float:
+    def _bm25_sentences(self, terms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        bm = self.retriever.sentence_bm25
+        if hasattr(bm, "top"):
+            return bm.top(terms, k)
+        scores = bm.scores(terms)
+        top = _top(scores, k)
+        return top, scores[top]
+
+    # --- 3. phrases --------------------------------------------------------------------------
+    def phrases(self, q: Question, sid: int) -> Phrases:
+        text = self.index.sent_text[sid]
+        parse = self.index.parse(sid)
+        spans = span_candidates(text, parse)
+        numeric, cats = span_features(q, text, parse, spans, self.retriever.passage_bm25.term_idf)
+        return Phrases(sid, spans, numeric, cats)
+
+    @staticmethod
+    def rerank_features(s1: np.ndarray, span_scores: list[np.ndarray]) -> np.ndarray:
+        """Re-ranking features of the top sentences: their first-stage score and best phrases."""
+        k = len(s1)
+        top = np.array([float(s.max()) if len(s) else -10.0 for s in span_scores])
+        lse = np.array([_lse(s) if len(s) else -10.0 for s in span_scores])
+        return np.stack([s1 - s1.max(), top, lse, top - top.max(), 1.0 / (1.0 + np.arange(k))], 1)
+
+    # --- 2-5. deciding -----------------------------------------------------------------------
+    def decide(
+        self, q: Question, qv: QuestionVectors, cand: Candidates, model: AnswerModel | None = None, *,
+        phrases_of=None, with_confidence: bool = True, avoid: str | None = None,
+    ) -> Decision:
+        """Rank, pick the phrase, score the confidence. ``phrases_of(sid)`` may serve cached phrases
+        (training); ``with_confidence=False`` skips the confidence model (training fits it);
+        ``avoid`` is a phrase not to give as the answer (a follow-up's previous answer)."""
+        model = model or self.model
+        assert model is not None
+        phrases_of = phrases_of or (lambda sid: self.phrases(q, sid))
+        if len(cand.sids) == 0:
+            return Decision([], None, 0.0, True, np.zeros(len(CONFIDENCE_FEATURES)))
+        s1 = model.sentence.score(cand.numeric, cand.cats)
+        order = np.argsort(-s1, kind="stable")
+        depth = min(model.rerank_depth, len(order))
+        top = order[:depth]
+        phrases = [phrases_of(int(cand.sids[j])) for j in top]
+        span_scores = [model.span.score(p.numeric, p.cats) if p.spans else np.zeros(0) for p in phrases]
+        if avoid:
+            gone = _norm(avoid)
+            for p, sc in zip(phrases, span_scores, strict=True):
+                text = self.index.sent_text[p.sid]
+                for k, c in enumerate(p.spans):
+                    if _norm(text[c.start : c.end]) == gone:
+                        sc[k] = -1e9
+        f2 = self.rerank_features(s1[top], span_scores)
+        s2 = model.rerank.score(f2)
+        order2 = np.argsort(-s2, kind="stable")
+        best = int(order2[0])
+        ph = phrases[best]
+        sp = span_scores[best]
+        span = ph.spans[int(np.argmax(sp))] if len(sp) else None
+        # Ranked citations: the re-ranked top, then the rest by first-stage score. Re-ranked scores
+        # are shifted to sit above the rest so the order is also the order of the scores.
+        ranked: list[tuple[int, float]] = []
+        p2 = _softmax(s2)
+        for i in order2:
+            ranked.append((int(cand.sids[top[i]]), float(p2[i])))
+        for j in order[depth:]:
+            ranked.append((int(cand.sids[j]), 0.0))
+        feats = self.confidence_features(q, cand, s1, order, s2, order2, top, sp)
+        alternatives = self._alternatives(phrases, span_scores, p2, order2)
+        if not with_confidence:
+            return Decision(ranked, span, 0.0, False, feats, alternatives)
+        cats = self.confidence_categories(q, cand, top[best])
+        conf = model.probability(feats, cats)
+        support = model.supported(feats, cats)
+        return Decision(ranked, span, conf, support < model.threshold, feats, alternatives, support)
+
+    @staticmethod
+    def _alternatives(phrases: list[Phrases], span_scores: list[np.ndarray], p2: np.ndarray, order2: np.ndarray):
+        out: list[tuple[int, SpanCandidate, float]] = []
+        for rank, i in enumerate(order2.tolist()):
+            sc = span_scores[i]
+            if not len(sc):
+                continue
+            probs = _softmax(sc)
+            # The top sentence offers its runner-up phrases; the others their best one.
+            for k in np.argsort(-sc)[1:4] if rank == 0 else np.argsort(-sc)[:1]:
+                out.append((phrases[i].sid, phrases[i].spans[int(k)], float(p2[i] * probs[int(k)])))
+        out.sort(key=lambda x: -x[2])
+        return tuple(out)
+
+    def confidence_features(
+        self, q, cand: Candidates, s1, order, s2, order2, top, span_scores: np.ndarray
+    ) -> np.ndarray:
+        from qa.features import SENTENCE_FEATURES as SF
+
+        col = {name: i for i, name in enumerate(SF)}
+        j = int(top[int(order2[0])])
+        row = cand.numeric[j]
+        p1 = _softmax(s1)
+        p2 = _softmax(s2)
+        margin = float(s2[order2[0]] - s2[order2[1]]) if len(s2) > 1 else 5.0
+        sp = _softmax(span_scores) if len(span_scores) else np.zeros(1)
+        doc_cov = cand.numeric[:, col["overlap"]] + cand.numeric[:, col["doc_not_sentence"]]
+        # A question term that no candidate's document holds is evidence that nothing answers it.
+        missing = self._missing_everywhere(q, cand)
+        qnums = numbers_in(q.text)
+        sid = int(cand.sids[j])
+        doc = self.facts.doc_of(sid)
+        first, last = self.facts.doc_range(doc)
+        around = " ".join(self.index.sent_text[s] for s in range(max(first, sid - 1), min(last, sid + 1) + 1))
+        nums_missing = len(qnums - numbers_in(around)) / len(qnums) if qnums else 0.0
+        return np.array(
+            [
+                float(s2[order2[0]]), float(p2[order2[0]]), margin, float(p1[j]),
+                row[col["overlap"]], row[col["context_overlap"]], float(doc_cov[j]), row[col["max_missing_idf"]],
+                row[col["dense"]], row[col["align"]], row[col["align_low"]], row[col["align_doc_low"]],
+                float(sp.max()), float(span_scores.max()) if len(span_scores) else -10.0,
+                row[col["type_ok"]], row[col["has_expected"]], math.log1p(len(q.terms)), float(doc_cov.max()),
+                float(cand.numeric[:, col["context_overlap"]].max()), float(cand.numeric[:, col["align_low"]].max()),
+                float(cand.numeric[:, col["align_doc_low"]].max()), missing, float(s1.max()),
+                nums_missing, 1.0 if qnums else 0.0,
+            ],
+            np.float64,
+        )  # fmt: skip
+
+    def _missing_everywhere(self, q: Question, cand: Candidates) -> float:
+        """idf (÷10) of the rarest question term found in none of the candidates' documents."""
         if not q.terms:
             return 0.0
+        docs = {self.facts.doc_of(int(s)) for s in cand.sids[:60]}
+        seen: set[str] = set()
+        for d in docs:
+            seen |= self.facts.doc_terms(d)
         idf = self.retriever.passage_bm25.term_idf
-        total = sum(idf(t) for t in q.terms)
-        got = sum(idf(t) for t in q.terms if t in terms)
-        return got / total if total else 0.0
+        missing = [idf(t) for t in q.terms if t not in seen]
+        return max(missing) / 10.0 if missing else 0.0
 
-    def _context_terms(self, sid: int) -> frozenset[str]:
-        got = self._ctx_cache.get(sid)
-        if got is not None:
-            return got
-        doc = self.index.sent_doc[sid]
-        terms = set(self.sent_terms[sid])
-        for n in (sid - 1, sid + 1):
-            if 0 <= n < len(self.sent_terms) and self.index.sent_doc[n] == doc:
-                terms |= self.sent_terms[n]
-        # The title says what the whole document is about.
-        terms |= self._title_terms[doc]
-        got = self._ctx_cache[sid] = frozenset(terms)
-        return got
+    def confidence_categories(self, q: Question, cand: Candidates, j: int) -> list[str]:
+        from qa.features import SENTENCE_FEATURES as SF
 
-    def typed_candidates(self, q: Question, sid: int) -> list[Span]:
-        if q.expected not in TYPE_LABELS:
-            return []
-        labels = TYPE_LABELS[q.expected]
-        qterms = set(q.terms)
-        out = []
-        for (s, e, label, _v), mention_terms in zip(self.index.mentions[sid], self.mention_terms(sid), strict=True):
-            if label not in labels:
-                continue
-            if mention_terms and mention_terms <= qterms:
-                continue  # the question already names it: not an answer
-            out.append(Span(s, e, label))
-        return out
+        type_ok = int(cand.numeric[j, SF.index("type_ok")])
+        return [f"q:{q.qclass}", f"q:{q.qclass}|type:{type_ok}"]
 
-    def score_sentences(self, q: Question, qvec: np.ndarray, hits: list[Hit], extra: list[int]) -> list[ScoredSentence]:
-        top_fused = hits[0].score if hits else 1.0
-        pscore: dict[int, float] = {}
-        for h in hits:
-            first, last = int(self.index.pass_first[h.passage_id]), int(self.index.pass_last[h.passage_id])
-            for sid in range(first, last + 1):
-                pscore[sid] = max(pscore.get(sid, 0.0), h.score / top_fused)
-        for sid in extra:
-            pscore.setdefault(int(sid), 0.0)
-        sids = np.fromiter(pscore.keys(), dtype=np.int64, count=len(pscore))
-        if len(sids) == 0:
-            return []
-        dense = self.index.sent_vecs[sids] @ qvec
-        out = []
-        for sid, d in zip(sids.tolist(), dense.tolist(), strict=True):
-            ov = self._overlap(q, self.sent_terms[sid])
-            ctx = self._overlap(q, self._context_terms(sid))
-            if q.expected in TYPE_LABELS:
-                type_ok = 1.0 if self.typed_candidates(q, sid) else 0.0
-                if not type_ok and q.expected == "date" and self.index.docs[self.index.sent_doc[sid]].date_iso:
-                    type_ok = 0.5
-            elif q.expected == "clause":
-                cue = _CLAUSE_CUES.get(q.wh)
-                type_ok = 1.0 if cue and cue.search(self.index.sent_text[sid]) else 0.0
-            else:
-                type_ok = 0.0
-            score = 0.40 * d + 0.35 * ov + 0.10 * ctx + 0.08 * pscore[sid] + 0.12 * type_ok
-            out.append(ScoredSentence(sid, score, d, ov, ctx, pscore[sid], type_ok))
-        out.sort(key=lambda s: -s.score)
-        return out
-
-    # --- confidence -----------------------------------------------------------------------
-    def confidence(self, q: Question, best: ScoredSentence) -> float:
-        """Hand-set logistic over the strongest support signals, in [0, 1]."""
-        support = 0.45 * best.dense + 0.35 * best.overlap + 0.20 * best.context_overlap
-        if q.expected in TYPE_LABELS:
-            support += 0.06 * best.type_ok - 0.04
-        return _sigmoid(12.0 * (support - 0.45))
-
-    # --- answer phrase --------------------------------------------------------------------
-    def _term_positions(self, q: Question, text: str) -> list[tuple[int, float]]:
-        """Where the question's terms occur in ``text``, each with its idf weight."""
-        qterms = set(q.terms)
-        idf = self.retriever.passage_bm25.term_idf
-        out = []
-        for m in re.finditer(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?", text):
-            terms = content_terms(m.group(0))
-            if terms and terms[0] in qterms:
-                out.append((m.start(), idf(terms[0])))
-        return out
-
-    def _closest(
-        self, spans: list[Span], anchors: list[tuple[int, float]], preferred: frozenset[str] = frozenset()
-    ) -> Span:
-        """The span nearest the question's rare terms; a preferred label counts as a little nearer."""
-
-        def closeness(sp: Span) -> float:
-            near = sum(w * math.exp(-min(abs(a - sp.start), abs(a - sp.end)) / 25.0) for a, w in anchors)
-            total = sum(w for _, w in anchors) or 1.0
-            return near / total + (0.15 if sp.label in preferred else 0.0) + 0.001 * (sp.end - sp.start)
-
-        return max(spans, key=closeness)
-
-    def choose_answer(self, q: Question, sid: int) -> AnswerChoice:
-        text = self.index.sent_text[sid]
-        doc_id = self.index.sent_doc[sid]
-        s0 = int(self.index.sent_start[sid])
-        anchors = self._term_positions(q, text)
-        cands = self.typed_candidates(q, sid)
-        if q.expected == "date":
-            absolute = [c for c in cands if _ABSOLUTE_DATE.search(text[c.start : c.end])]
-            doc = self.index.docs[doc_id]
-            if absolute:
-                sp = self._closest(absolute, anchors)
-            elif doc.date_iso and doc.date_start is not None and doc.date_end is not None:
-                return AnswerChoice(
-                    doc.text[doc.date_start : doc.date_end], "document_date", None, (doc_id, doc.date_start, doc.date_end)
-                )
-            elif cands:
-                sp = self._closest(cands, anchors)
-            else:
-                sp = None
-        elif cands:
-            sp = self._closest(cands, anchors, _PREFERRED.get(q.expected or "", frozenset()))
-        else:
-            sp = self._open_span(q, text, anchors)
-            if sp is None and q.expected != "clause":
-                opens = self.open_candidates(q, sid)
-                sp = self._closest(opens, anchors) if opens else None
-        if sp is None:
-            return AnswerChoice(text, "sentence", Span(0, len(text), "SENTENCE"), (doc_id, s0, s0 + len(text)))
-        return AnswerChoice(text[sp.start : sp.end], "sentence", sp, (doc_id, s0 + sp.start, s0 + sp.end))
-
-    def _open_span(self, q: Question, text: str, anchors: list[int]) -> Span | None:
-        """For why/how/what questions: a clause after a cue word, else the nearest new noun phrase."""
-        if q.expected == "clause":
-            cue = _CLAUSE_CUES.get(q.wh)
-            m = cue.search(text) if cue else None
-            if m:
-                end = len(text.rstrip(".!?\"'”’ "))
-                if end > m.start():
-                    return Span(m.start(), end, "CLAUSE")
+    # --- the answer phrase -----------------------------------------------------------------
+    def document_date_fallback(self, q: Question, sid: int, span: SpanCandidate | None):
+        """For a "when" question whose sentence holds no date: the document's own date, or None."""
+        if q.expected != "date":
             return None
+        text = self.index.sent_text[sid]
+        labels = TYPE_LABELS["date"]
+        for s, e, label, _value in self.index.mentions[sid]:
+            if label in labels and _ABSOLUTE_DATE.search(text[s:e]):
+                return None
+        doc = self.index.docs[self.index.sent_doc[sid]]
+        if doc.date_iso and doc.date_start is not None and doc.date_end is not None:
+            return doc
         return None
-
-    def open_candidates(self, q: Question, sid: int) -> list[Span]:
-        """Noun phrases and entities of the sentence that the question does not already name."""
-        qterms = set(q.terms)
-        out = []
-        for (s, e, label, _v), terms in zip(self.index.mentions[sid], self.mention_terms(sid), strict=True):
-            if not terms - qterms:
-                continue
-            out.append(Span(s, e, label))
-        return out

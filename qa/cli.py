@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("-k", type=int, default=5, help="number of citations (1-50, default 5)")
     fmt = pa.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print one JSON object (the answer contract)")
+    pa.add_argument("--after", metavar="QUESTION",
+                    help='the question asked just before, for a follow-up such as "when was that?" '
+                    '(in --jsonl, a line may carry {"previous": {"question": …, "doc_id": …, "answer": …}})')
     fmt.add_argument("--jsonl", action="store_true",
                      help='read {"id","question"} lines from stdin, write one answer object per line, same order')
 
@@ -136,11 +139,11 @@ _RESET = "\033[0m"
 
 
 def render_human(ans: dict, color: bool) -> str:
-    def hl(s: str, a: int | None, b: int | None) -> str:
-        if a is None or b is None:
-            return s
+    def hl(s: str, ranges: list[tuple[int, int]]) -> str:
         mark = (_BOLD_YELLOW, _RESET) if color else ("«", "»")
-        return s[:a] + mark[0] + s[a:b] + mark[1] + s[b:]
+        for a, b in sorted(set(ranges), reverse=True):
+            s = s[:a] + mark[0] + s[a:b] + mark[1] + s[b:]
+        return s
 
     lines = []
     if ans["abstained"]:
@@ -148,12 +151,20 @@ def render_human(ans: dict, color: bool) -> str:
         lines.append("Nearest passages (not an answer):")
     else:
         answer = ans["answer"]
-        lines.append(f"{_BOLD_YELLOW}{answer}{_RESET}" if color else f"Answer: {answer}")
+        parts = [p["text"] for p in ans.get("answers") or []]
+        if len(parts) > 1:
+            shown = " · ".join(f"{_BOLD_YELLOW}{p}{_RESET}" if color else p for p in parts)
+            lines.append(shown if color else f"Answers: {shown}")
+        else:
+            lines.append(f"{_BOLD_YELLOW}{answer}{_RESET}" if color else f"Answer: {answer}")
         if ans.get("answer_note"):
             lines.append(f"  ({ans['answer_note']})")
         lines.append(f"  confidence {ans['confidence']:.2f}")
     for i, c in enumerate(ans["citations"], 1):
-        sent = hl(c["sentence"], c.get("answer_start"), c.get("answer_end"))
+        ranges = [(p["answer_start"], p["answer_end"]) for p in ans.get("answers") or [] if p["citation"] == i - 1]
+        if c.get("answer_start") is not None and c.get("answer_end") is not None:
+            ranges.append((c["answer_start"], c["answer_end"]))
+        sent = hl(c["sentence"], ranges)
         meta = (c["title"][:80] + (f" — {c['date']}" if c.get("date") else "") + f" — {c['doc_id']}"
                 + (f" p. {c['page']}" if c.get("page") else "") + f" [{c['start']}:{c['end']}]")
         lines.append(f"[{i}] {sent}")
@@ -161,8 +172,24 @@ def render_human(ans: dict, color: bool) -> str:
     return "\n".join(lines)
 
 
+def _previous(obj):
+    """The ``previous`` of a --jsonl line: {"question", "doc_id"?, "answer"?} or a bare question string."""
+    from qa.engine import QuestionError
+    from qa.followup import Previous
+
+    if obj is None:
+        return None
+    if isinstance(obj, str):
+        return Previous(obj)
+    if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
+        raise QuestionError('"previous" must be {"question": "…", "doc_id": "…", "answer": "…"} or a string')
+    doc_id, answer = obj.get("doc_id"), obj.get("answer")
+    return Previous(obj["question"], doc_id if isinstance(doc_id, str) else None, answer if isinstance(answer, str) else None)
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from qa.engine import MAX_K, QuestionError
+    from qa.followup import Previous
 
     if not 1 <= args.k <= MAX_K:
         _err(f"-k must be from 1 to {MAX_K}")
@@ -179,7 +206,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return code
     if not args.jsonl:
         try:
-            ans = engine.ask(args.question, k=args.k).to_dict()
+            prev = Previous(args.after) if args.after else None
+            ans = engine.ask(args.question, k=args.k, previous=prev).to_dict()
         except QuestionError as e:
             _err(str(e))
             return 2
@@ -198,7 +226,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
             if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
                 raise QuestionError('each line must be a JSON object with a "question" string')
             qid = obj.get("id")
-            out = engine.ask(obj["question"], k=args.k, id=None if qid is None else str(qid)).to_dict()
+            out = engine.ask(obj["question"], k=args.k, id=None if qid is None else str(qid),
+                             previous=_previous(obj.get("previous"))).to_dict()
         except (json.JSONDecodeError, QuestionError) as e:
             failures += 1
             out = {"id": qid, "error": f"line {lineno}: {e}"}

@@ -54,6 +54,13 @@ class Bm25:
             return np.zeros(self.n, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)[: self.n]
 
+    def scores_for(self, terms: list[str], docs) -> np.ndarray:
+        """BM25 scores of the given rows only."""
+        docs = np.asarray(docs, np.int64)
+        if len(docs) == 0:
+            return np.zeros(0, np.float32)
+        return self.scores(terms)[docs]
+
     def term_idf(self, term: str) -> float:
         # Unseen terms are the rarest of all: a question term the corpus never uses is strong
         # evidence that the corpus does not answer it.

@@ -32,7 +32,7 @@ from index.encoder import Encoder
 @dataclass
 class _Job:
     text: str
-    vector: np.ndarray | None = None
+    vector: tuple[np.ndarray, np.ndarray, list[str]] | None = None  # pooled, token vectors, word pieces
     error: BaseException | None = None
     taken: bool = False  # in a batch that a thread is encoding
     done: bool = False
@@ -68,7 +68,20 @@ class BatchingEncoder:
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         if len(texts) != 1 or progress:
             return self.inner.encode(texts, batch_size=batch_size, progress=progress)
-        job = _Job(texts[0])
+        return self._one(texts[0])[0][None, :]
+
+    def encode_tokens(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
+        if len(texts) != 1 or progress:
+            return self.inner.encode_tokens(texts, batch_size=batch_size, progress=progress)
+        pooled, toks, pieces = self._one(texts[0])
+        return pooled[None, :], [toks], [pieces]
+
+    def _one(self, text: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """One question's encoding, computed in whatever batch is running or next (one pass gives
+        the pooled vector and the token vectors, so both kinds of call share batches)."""
+        job = _Job(text)
         with self._cond:
             self._waiting.append(job)
             while not job.done:
@@ -93,17 +106,17 @@ class BatchingEncoder:
         if job.error is not None:
             raise job.error
         assert job.vector is not None
-        return job.vector[None, :]
+        return job.vector
 
     def _run(self, batch: list[_Job]) -> None:
         try:
-            vecs = self.inner.encode([j.text for j in batch], batch_size=len(batch))
+            pooled, toks, pieces = self.inner.encode_tokens([j.text for j in batch], batch_size=len(batch))
         except BaseException as e:  # every caller of this batch gets the error, not only the runner
             for j in batch:
                 j.error, j.done = e, True
         else:
-            for j, v in zip(batch, vecs, strict=True):
-                j.vector, j.done = v, True
+            for k, j in enumerate(batch):
+                j.vector, j.done = (pooled[k], toks[k], pieces[k]), True
 
     def _count(self, n: int) -> None:
         s = self.stats

@@ -1,0 +1,492 @@
+"""What the answer step measures about a question and a candidate sentence or phrase.
+
+Computed the same way when answering and when training (``eval/train.py`` calls these very
+functions on SQuAD), so a learned weight always meets the feature it was fitted on. Three kinds:
+
+- ``sentence_features``: one row per candidate sentence — dense similarity (sentence, passage,
+  document), BM25 (sentence, passage, document), the share of the question's rare terms in the
+  sentence and around it, token-level alignment with the question (each question word's best
+  match in the sentence, its neighbours and the document), answer-type evidence (does the
+  sentence hold a date for "when", a person for "who", …) and the ranks of these among the
+  candidates; plus categorical features (question class × entity labels present).
+- ``span_candidates`` / ``span_features``: the phrases of a sentence that could be the answer
+  (entities, noun chunks, dependency subtrees, prepositional objects) and what fits them to the
+  question (type, syntax, distance to the question's words in the sentence, overlap with the
+  question, shape).
+- the confidence features are assembled in ``qa.answer`` from these.
+
+Everything is per question and touches only the candidates, so asking stays cheap whatever the
+size of the collection.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.annotate import Parse
+from index.loaded import LoadedIndex
+from qa.analyze import STOPWORDS, Question, content_terms, stem
+from qa.retrieve import Retriever
+
+SENTENCE_FEATURES = (
+    "dense", "dense_passage", "bm25", "bm25_passage", "overlap", "context_overlap", "bigram", "log_terms",
+    "passage_rank", "rank_dense", "rank_bm25", "rank_overlap", "dense_gap", "overlap_gap", "doc_bm25", "doc_dense",
+    "rank_doc_bm25", "prev_overlap", "next_overlap", "longest_run", "caps_overlap", "number_overlap", "type_ok",
+    "has_expected", "rank_doc_dense", "doc_overlap_gap", "doc_not_sentence", "first_in_doc", "log_position",
+    "max_missing_idf", "align", "align_low", "align_doc", "align_doc_low", "align_context", "align_context_low",
+    "align_gap", "align_doc_gap",
+)  # fmt: skip
+
+SPAN_FEATURES = (
+    "in_question", "all_in_question", "log_distance", "closeness", "window_mass", "log_length", "position",
+    "governor_in_question", "siblings_in_question", "in_parentheses", "is_entity", "capitalised", "tree_distance",
+    "tree_closeness",
+)  # fmt: skip
+
+_CAPS = re.compile(r"\b[A-Z][A-Za-z0-9]+")
+_NUM = re.compile(r"\d+(?:[.,]\d+)?")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_YEAR = re.compile(r"(?:1[0-9]|20)[0-9]{2}s?")
+_CUE_WORDS = frozenset(
+    "in on by of at from as called named known to for with than about during after before since until is was are "
+    "were include including such because and".split()
+)
+_CONTENT_POS = frozenset({"NOUN", "PROPN", "NUM", "ADJ", "VERB", "ADV", "X", "SYM"})
+MAX_SPAN_TOKENS = 12  # entities, chunks and single words
+MAX_PHRASE_TOKENS = 18  # subtrees and prepositional objects (lists, clauses: "energy, agriculture, …")
+
+
+# --- question side -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuestionVectors:
+    """The question as the encoder sees it: pooled vector and projected token vectors."""
+
+    vec: np.ndarray  # [dim], unit
+    tokens: np.ndarray  # [n, TOKEN_DIM] unit vectors of the question's content tokens (may be empty)
+
+
+# --- corpus side: per-sentence facts, computed lazily and cached ------------------------------------
+class SentenceFacts:
+    """Cheap per-sentence and per-document facts the features need, computed on first use."""
+
+    def __init__(self, index: LoadedIndex, retriever: Retriever) -> None:
+        self.index = index
+        self.retriever = retriever
+        self._terms: dict[int, tuple[str, ...]] = {}
+        self._doc_terms: dict[str, frozenset[str]] = {}
+        self._doc_vec: dict[str, np.ndarray] = {}
+        self._doc_range: dict[str, tuple[int, int]] = {}
+        self._labels: dict[int, tuple[tuple[str, frozenset[str]], ...]] = {}
+        self._numbers: dict[int, frozenset[str]] = {}
+        self._doc_no = {d: i for i, d in enumerate(index.docs)}
+
+    def seq(self, sid: int) -> tuple[str, ...]:
+        """The sentence's content terms in order (as BM25 indexed them)."""
+        got = self._terms.get(sid)
+        if got is None:
+            got = self._terms[sid] = tuple(content_terms(self.index.sent_text[sid]))
+        return got
+
+    def terms(self, sid: int) -> frozenset[str]:
+        return frozenset(self.seq(sid))
+
+    def doc_of(self, sid: int) -> str:
+        return self.index.sent_doc[sid]
+
+    def doc_no(self, doc_id: str) -> int:
+        return self._doc_no[doc_id]
+
+    def doc_range(self, doc_id: str) -> tuple[int, int]:
+        got = self._doc_range.get(doc_id)
+        if got is None:
+            sids = self.index.doc_sentences[doc_id]
+            got = self._doc_range[doc_id] = (int(sids[0]), int(sids[-1])) if len(sids) else (0, -1)
+        return got
+
+    def position(self, sid: int) -> int:
+        return sid - self.doc_range(self.doc_of(sid))[0]
+
+    def doc_terms(self, doc_id: str) -> frozenset[str]:
+        got = self._doc_terms.get(doc_id)
+        if got is None:
+            first, last = self.doc_range(doc_id)
+            terms: set[str] = set()
+            for s in range(first, last + 1):
+                terms.update(self.seq(s))
+            got = self._doc_terms[doc_id] = frozenset(terms)
+        return got
+
+    def doc_vec(self, doc_id: str) -> np.ndarray:
+        got = self._doc_vec.get(doc_id)
+        if got is None:
+            first, last = self.doc_range(doc_id)
+            v = np.asarray(self.index.sent_vecs[first : last + 1], np.float32).sum(0)
+            got = self._doc_vec[doc_id] = v / (np.linalg.norm(v) + 1e-9)
+        return got
+
+    def labels(self, sid: int) -> tuple[tuple[str, frozenset[str]], ...]:
+        """(entity label, content terms) of the sentence's entities and numbers (not noun chunks)."""
+        got = self._labels.get(sid)
+        if got is None:
+            text = self.index.sent_text[sid]
+            got = self._labels[sid] = tuple(
+                (m[2], frozenset(content_terms(text[m[0] : m[1]]))) for m in self.index.mentions[sid] if m[2] != "NP"
+            )
+        return got
+
+    def numbers(self, sid: int) -> frozenset[str]:
+        got = self._numbers.get(sid)
+        if got is None:
+            got = self._numbers[sid] = frozenset(_NUM.findall(self.index.sent_text[sid]))
+        return got
+
+
+def _longest_run(qterms: Sequence[str], seq: Sequence[str]) -> int:
+    """Length of the longest run of consecutive question terms found consecutively in ``seq``."""
+    pos: dict[str, list[int]] = {}
+    for i, t in enumerate(seq):
+        pos.setdefault(t, []).append(i)
+    best = 0
+    for a in range(len(qterms)):
+        for p in pos.get(qterms[a], ()):
+            n = 1
+            while a + n < len(qterms) and p + n < len(seq) and seq[p + n] == qterms[a + n]:
+                n += 1
+            best = max(best, n)
+    return best
+
+
+def _rank_feature(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + rank) of each value among the candidates (rank 0 = largest)."""
+    r = np.empty(len(x))
+    r[np.argsort(-x, kind="stable")] = np.arange(len(x))
+    return 1.0 / (1.0 + r)
+
+
+def _alignment(qtok: np.ndarray, toks: np.ndarray) -> tuple[float, float]:
+    """(mean, mean of the weakest third) over question tokens of their best match in ``toks``."""
+    if len(qtok) == 0 or len(toks) == 0:
+        return 0.0, 0.0
+    best = (qtok @ toks.T).max(1)
+    k = max(1, len(best) // 3)
+    return float(best.mean()), float(np.sort(best)[:k].mean())
+
+
+def type_labels_present(facts: SentenceFacts, sid: int, qterms: frozenset[str]) -> set[str]:
+    """Entity labels of the sentence's mentions that the question does not already name."""
+    return {label for label, terms in facts.labels(sid) if not (terms and terms <= qterms)}
+
+
+def sentence_features(
+    facts: SentenceFacts,
+    q: Question,
+    qv: QuestionVectors,
+    sids: np.ndarray,
+    passage_rank: np.ndarray,
+    token_store,
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Features of each candidate sentence ``sids`` for question ``q``: (numeric [n, k], categorical)."""
+    index, retriever = facts.index, facts.retriever
+    terms = list(q.terms)
+    qset = frozenset(terms)
+    idf = retriever.passage_bm25.term_idf
+    w = {t: idf(t) for t in terms}
+    tot = sum(w.values()) or 1.0
+    n = len(sids)
+    F = np.zeros((n, len(SENTENCE_FEATURES)), np.float32)
+    if n == 0:
+        return F, []
+    v = qv.vec
+    F[:, 0] = np.asarray(index.sent_vecs[sids], np.float32) @ v
+    pids = np.asarray(index.sent_passage[sids], np.int64)
+    F[:, 1] = np.asarray(index.pass_vecs[pids], np.float32) @ v
+    F[:, 2] = retriever.sentence_bm25.scores_for(terms, sids) / tot
+    F[:, 3] = retriever.passage_bm25.scores_for(terms, pids) / tot
+    docs = [facts.doc_of(int(s)) for s in sids]
+    uniq_docs = sorted(set(docs))
+    doc_bm25 = dict(zip(uniq_docs, _doc_bm25(facts, terms, uniq_docs), strict=True))
+    qb = set(zip(terms, terms[1:], strict=False))
+    qcaps = {stem(x) for x in _CAPS.findall(q.text[1:])}
+    qnums = set(_NUM.findall(q.text))
+    labels_ok = _expected_labels(q)
+    cats: list[list[str]] = []
+    for j, sid in enumerate(sids.tolist()):
+        seq = facts.seq(sid)
+        st = frozenset(seq)
+        doc = docs[j]
+        first, last = facts.doc_range(doc)
+        F[j, 4] = sum(w[x] for x in terms if x in st) / tot
+        ctx = set(st)
+        for k, nb in ((17, sid - 1), (18, sid + 1)):
+            if first <= nb <= last:
+                nt = facts.terms(nb)
+                ctx |= nt
+                F[j, k] = sum(w[x] for x in terms if x in nt) / tot
+        F[j, 5] = sum(w[x] for x in terms if x in ctx) / tot
+        F[j, 6] = len(qb & set(zip(seq, seq[1:], strict=False))) / max(1, len(qb))
+        F[j, 7] = math.log1p(len(st))
+        F[j, 8] = 1.0 / (1.0 + passage_rank[j])
+        F[j, 14] = doc_bm25[doc] / tot
+        F[j, 15] = float(facts.doc_vec(doc) @ v)
+        F[j, 19] = _longest_run(terms, seq) / max(1, len(terms))
+        if qcaps:
+            F[j, 20] = len(qcaps & st) / len(qcaps)
+        if qnums:
+            F[j, 21] = len(qnums & facts.numbers(sid)) / len(qnums)
+        present = type_labels_present(facts, sid, qset)
+        if labels_ok:
+            F[j, 22] = 1.0 if present & labels_ok else 0.0
+            F[j, 23] = 1.0
+        dt = facts.doc_terms(doc)
+        F[j, 25] = sum(w[x] for x in terms if x in dt) / tot
+        F[j, 26] = sum(w[x] for x in terms if x in dt and x not in st) / tot
+        pos = sid - first
+        F[j, 27] = 1.0 if pos == 0 else 0.0
+        F[j, 28] = math.log1p(pos)
+        missing = [w[x] for x in terms if x not in dt]
+        F[j, 29] = max(missing) / 10.0 if missing else 0.0
+        cats.append(_sentence_categories(q, present))
+    F[:, 9] = _rank_feature(F[:, 0])
+    F[:, 10] = _rank_feature(F[:, 2])
+    F[:, 11] = _rank_feature(F[:, 4])
+    F[:, 12] = F[:, 0] - F[:, 0].max()
+    F[:, 13] = F[:, 4] - F[:, 4].max()
+    F[:, 16] = _rank_feature(F[:, 14])
+    F[:, 24] = _rank_feature(F[:, 15])
+    F[:, 25] -= F[:, 25].max()
+    if token_store is not None and len(qv.tokens):
+        doc_align: dict[str, tuple[float, float]] = {}
+        for j, sid in enumerate(sids.tolist()):
+            doc = docs[j]
+            first, last = facts.doc_range(doc)
+            F[j, 30], F[j, 31] = _alignment(qv.tokens, token_store.sentence(sid))
+            if doc not in doc_align:
+                doc_align[doc] = _alignment(qv.tokens, token_store.span(first, last))
+            F[j, 32], F[j, 33] = doc_align[doc]
+            F[j, 34], F[j, 35] = _alignment(qv.tokens, token_store.span(max(first, sid - 1), min(last, sid + 1)))
+        F[:, 36] = F[:, 30] - F[:, 30].max()
+        F[:, 37] = F[:, 32] - F[:, 32].max()
+    return F, cats
+
+
+def _doc_bm25(facts: SentenceFacts, terms: list[str], docs: list[str]) -> list[float]:
+    """BM25 of whole documents, scored as the sum over a document's passages' best matches.
+
+    Documents can be long (a news article) or short (a SQuAD paragraph); a document's score is
+    the BM25 of its passages combined (max + 0.5·mean), so a long document is not favoured for
+    repeating a word and a short one is not lost.
+    """
+    out = []
+    bm = facts.retriever.passage_bm25
+    for d in docs:
+        pids = list(facts.index.doc_passages[d])
+        if not pids:
+            out.append(0.0)
+            continue
+        s = bm.scores_for(terms, np.asarray(pids, np.int64))
+        out.append(float(s.max() + 0.5 * s.mean()))
+    return out
+
+
+def _expected_labels(q: Question) -> frozenset[str]:
+    from qa.analyze import TYPE_LABELS
+
+    return TYPE_LABELS.get(q.expected or "", frozenset())
+
+
+def _sentence_categories(q: Question, present: set[str]) -> list[str]:
+    out = []
+    for label in sorted(present):
+        out.append(f"q:{q.qclass}|L:{label}")
+        if q.head:
+            out.append(f"hc:{q.head_class}|L:{label}")
+            out.append(f"h:{q.head}|L:{label}")
+    if not present:
+        out.append(f"q:{q.qclass}|none")
+    return out
+
+
+# --- answer phrases --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpanCandidate:
+    start: int  # characters, inside the sentence
+    end: int
+    first: int  # tokens [first, last)
+    last: int
+    kind: str  # "ent:DATE", "nc", "sub:PROPN:nsubj", "tok:NOUN", "pobj:prep"
+
+
+def span_candidates(text: str, parse: Parse) -> list[SpanCandidate]:
+    """Phrases of a sentence that could answer a question, without duplicates (by characters)."""
+    toks = parse.tokens
+    n = len(toks)
+    seen: dict[tuple[int, int], SpanCandidate] = {}
+
+    def add(ta: int, tb: int, kind: str) -> None:
+        if kind.startswith("sub"):
+            while tb - ta > 1 and toks[ta].pos in ("DET", "PUNCT", "CCONJ", "ADP"):
+                ta += 1
+        while ta < tb and toks[ta].pos == "PUNCT":
+            ta += 1
+        while tb > ta and toks[tb - 1].pos == "PUNCT":
+            tb -= 1
+        limit = MAX_PHRASE_TOKENS if kind.startswith(("sub", "pobj")) else MAX_SPAN_TOKENS
+        if ta >= tb or tb - ta > limit:
+            return
+        key = (toks[ta].start, toks[tb - 1].end)
+        if key not in seen:
+            seen[key] = SpanCandidate(key[0], key[1], ta, tb, kind)
+
+    for ta, tb, label in parse.entities:
+        add(ta, tb, "ent:" + label)
+    for ta, tb in parse.chunks:
+        add(ta, tb, "nc")
+    left = list(range(n))
+    right = list(range(n))
+    for i in sorted(range(n), key=lambda i: _depth(parse, i), reverse=True):
+        h = toks[i].head
+        if h != i and 0 <= h < n:
+            left[h] = min(left[h], left[i])
+            right[h] = max(right[h], right[i])
+    for i, t in enumerate(toks):
+        if t.pos in _CONTENT_POS:
+            add(left[i], right[i] + 1, f"sub:{t.pos}:{t.dep}")
+            add(i, i + 1, f"tok:{t.pos}")
+        if t.pos == "ADP" and right[i] > i:
+            add(i + 1, right[i] + 1, f"pobj:{t.dep}")
+    return list(seen.values())
+
+
+def _tree_hops(parse: Parse, sources: Sequence[int]) -> dict[int, list[int]]:
+    """For each source token, the number of dependency edges to every token (undirected)."""
+    toks = parse.tokens
+    n = len(toks)
+    adj: list[list[int]] = [[] for _ in range(n)]
+    for i, t in enumerate(toks):
+        if t.head != i and 0 <= t.head < n:
+            adj[i].append(t.head)
+            adj[t.head].append(i)
+    out: dict[int, list[int]] = {}
+    for src in sources:
+        dist = [n + 1] * n
+        dist[src] = 0
+        frontier = [src]
+        while frontier:
+            nxt = []
+            for u in frontier:
+                for v in adj[u]:
+                    if dist[v] > dist[u] + 1:
+                        dist[v] = dist[u] + 1
+                        nxt.append(v)
+            frontier = nxt
+        out[src] = dist
+    return out
+
+
+def _depth(parse: Parse, i: int) -> int:
+    d = 0
+    toks = parse.tokens
+    while toks[i].head != i and d < 64:
+        i = toks[i].head
+        d += 1
+    return d
+
+
+def span_features(
+    q: Question, text: str, parse: Parse, cands: Sequence[SpanCandidate], idf
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Features of each candidate phrase of one sentence for question ``q``."""
+    toks = parse.tokens
+    n = len(toks)
+    qset = set(q.terms)
+    qc = q.qclass
+    hc = q.head_class
+    tok_stem: list[str | None] = []
+    for t in toks:
+        ct = content_terms(text[t.start : t.end])
+        tok_stem.append(ct[0] if ct else None)
+    match = [s is not None and s in qset for s in tok_stem]
+    mpos = [i for i, m in enumerate(match) if m]
+    mw = [idf(tok_stem[i]) for i in mpos]
+    totw = sum(idf(x) for x in qset) or 1.0
+    ent_label = {(a, b): lab for a, b, lab in parse.entities}
+    hops = _tree_hops(parse, mpos)
+    F = np.zeros((len(cands), len(SPAN_FEATURES)), np.float32)
+    cats: list[list[str]] = []
+    for j, c in enumerate(cands):
+        ta, tb = c.first, c.last
+        span_terms = [tok_stem[i] for i in range(ta, tb) if tok_stem[i] is not None]
+        inq = sum(1 for x in span_terms if x in qset)
+        F[j, 0] = inq / max(1, len(span_terms))
+        F[j, 1] = 1.0 if span_terms and inq == len(span_terms) else 0.0
+        outside = [(p, wt) for p, wt in zip(mpos, mw, strict=True) if not ta <= p < tb]
+        if outside:
+            dists = [min(abs(p - ta), abs(p - (tb - 1))) for p, _ in outside]
+            F[j, 2] = math.log1p(min(dists))
+            F[j, 3] = sum(wt * math.exp(-d / 4.0) for (_, wt), d in zip(outside, dists, strict=True)) / totw
+            F[j, 4] = sum(wt for (_, wt), d in zip(outside, dists, strict=True) if d <= 6) / totw
+        else:
+            F[j, 2] = 3.0
+        length = tb - ta
+        F[j, 5] = math.log(length)
+        F[j, 6] = ta / max(1, n)
+        hd = ta
+        for i in range(ta, tb):
+            if not (ta <= toks[i].head < tb) or toks[i].head == i:
+                hd = i
+                break
+        gov = toks[hd].head
+        gov_in_q = gov != hd and 0 <= gov < n and match[gov]
+        F[j, 7] = 1.0 if gov_in_q else 0.0
+        sib = sum(1 for i in range(n) if toks[i].head == gov and i != hd and match[i] and not ta <= i < tb)
+        F[j, 8] = min(sib, 3) / 3
+        F[j, 9] = 1.0 if ta > 0 and text[toks[ta - 1].start : toks[ta - 1].end] == "(" else 0.0
+        F[j, 10] = 1.0 if c.kind.startswith("ent:") else 0.0
+        stext = text[c.start : c.end]
+        F[j, 11] = 1.0 if stext[:1].isupper() else 0.0
+        # Hops in the dependency tree from the phrase's head to the nearest question word outside it:
+        # "The Pakistan side was led by X" puts X two hops from "led" and three from "Pakistan".
+        inside = set(range(ta, tb))
+        tree = min((hops[p][hd] for p in mpos if p not in inside), default=None)
+        F[j, 12] = math.log1p(tree) if tree is not None else 3.0
+        F[j, 13] = sum(wt * 0.5 ** hops[p][hd] for p, wt in zip(mpos, mw, strict=True) if p not in inside) / totw
+        label = ent_label.get((ta, tb))
+        if label is None:
+            inner = sorted({toks[i].ent for i in range(ta, tb) if toks[i].ent})
+            label = ("part:" + inner[0]) if inner else "none"
+        hpos, hdep = toks[hd].pos, toks[hd].dep
+        lb = str(min(length, 6))
+        prev = text[toks[ta - 1].start : toks[ta - 1].end].lower() if ta > 0 else "^"
+        prev = prev if prev in _CUE_WORDS else "o"
+        govpos = toks[gov].pos if gov != hd and 0 <= gov < n else "ROOT"
+        words = _WORD.findall(stext)
+        if _YEAR.fullmatch(stext):
+            shape = "year"
+        elif any(ch.isdigit() for ch in stext):
+            shape = "num"
+        elif words and all(x[:1].isupper() for x in words if x.lower() not in STOPWORDS):
+            shape = "cap"
+        else:
+            shape = "low"
+        side = "none"
+        if mpos:
+            nearest = min(mpos, key=lambda p: min(abs(p - ta), abs(p - (tb - 1))))
+            side = "L" if nearest < ta else ("R" if nearest >= tb else "in")
+        has_list = "," in stext or " and " in stext
+        kind0 = c.kind.split(":")[0]
+        fs = [
+            f"k:{kind0}", f"q:{qc}|L:{label}", f"q:{qc}|p:{hpos}", f"q:{qc}|d:{hdep}", f"q:{qc}|n:{lb}",
+            f"q:{qc}|prev:{prev}", f"q:{qc}|k:{c.kind}", f"q:{qc}|gq:{int(gov_in_q)}|d:{hdep}",
+            f"q:{qc}|gp:{govpos}|d:{hdep}", f"q:{qc}|inq:{int(F[j, 1])}", f"L:{label}|inq:{min(inq, 2)}",
+            f"q:{qc}|shape:{shape}", f"q:{qc}|side:{side}", f"q:{qc}|list:{int(has_list)}",
+            f"q:{qc}|side:{side}|d:{hdep}", f"q:{qc}|tree:{min(tree, 4) if tree is not None else 'none'}",
+        ]  # fmt: skip
+        if q.head:
+            fs += [f"hc:{hc}|L:{label}", f"h:{q.head}|L:{label}", f"hc:{hc}|p:{hpos}", f"hc:{hc}|n:{lb}", f"hc:{hc}|shape:{shape}"]
+        cats.append(fs)
+    return F, cats

@@ -1,0 +1,132 @@
+"""The answer step on the demo corpus: phrases, dates, two-part answers, follow-ups, abstention."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eval.gold import DEMO_GOLD, load_gold
+from index.annotate import Parse, Token
+from qa.analyze import analyze
+from qa.features import span_candidates, span_features
+from qa.followup import Previous, is_follow_up, resolve
+
+
+def test_answer_phrases_are_quotes_of_the_top_citation(engine) -> None:
+    """Every answer of the gold set is its top citation's text at answer_start:answer_end (or the
+    cited document's own date, located in the document)."""
+    for item in load_gold(DEMO_GOLD):
+        a = engine.ask(item.question).to_dict()
+        if a["abstained"]:
+            assert a["answer"] is None
+            continue
+        top = a["citations"][0]
+        if a["answer_source"] == "document_date":
+            text = engine.index.docs[a["answer_doc_id"]].text
+            assert text[a["answer_doc_start"] : a["answer_doc_end"]] == a["answer"]
+        else:
+            assert top["sentence"][top["answer_start"] : top["answer_end"]] == a["answer"]
+            doc = engine.index.docs[a["answer_doc_id"]].text
+            assert doc[a["answer_doc_start"] : a["answer_doc_end"]] == a["answer"]
+        for part in a.get("answers") or []:
+            c = a["citations"][part["citation"]]
+            assert c["sentence"][part["answer_start"] : part["answer_end"]] == part["text"]
+
+
+def test_when_without_a_date_in_the_sentence_falls_back_to_the_document_date(engine) -> None:
+    a = engine.ask("when were direct AZAL flights announced").to_dict()
+    assert not a["abstained"]
+    assert a["citations"][0]["doc_id"].startswith("003_")
+    assert "AZAL" in a["citations"][0]["sentence"]
+    assert a["answer"] == "November 9, 2023"
+    assert a["answer_source"] == "document_date"
+    assert a["answer_note"]
+
+
+def test_who_question_gets_the_person(engine) -> None:
+    a = engine.ask("Who led the Pakistan side at the second round of political consultations?").to_dict()
+    assert "Sohail Mahmood" in (a["answer"] or "")
+
+
+def test_a_question_asking_for_two_cites_both(engine) -> None:
+    a = engine.ask("Which two Pakistani prime ministers are reported meeting President Ilham Aliyev?").to_dict()
+    parts = a.get("answers") or []
+    assert len(parts) == 2
+    assert parts[0]["text"] != parts[1]["text"]
+    assert any("Shehbaz Sharif" in p["text"] for p in parts)
+
+
+def test_follow_up_is_resolved_against_the_previous_turn(engine) -> None:
+    first = engine.ask("Who led the Pakistan side at the second round of political consultations?").to_dict()
+    prev = Previous(first["question"], first["citations"][0]["doc_id"], first["answer"])
+    a = engine.ask("and who led Azerbaijan's side?", previous=prev).to_dict()
+    assert a["resolved_question"].startswith(first["question"])
+    assert "Ramiz Hasanov" in (a["answer"] or "")
+    when = engine.ask("when was that?", previous=Previous("Where did Kakar meet Aliyev?", None, None)).to_dict()
+    assert when["expected_type"] == "date"
+    assert when["citations"][0]["doc_id"].startswith("003_")
+
+
+def test_out_of_corpus_questions_abstain_with_calibrated_numbers(engine) -> None:
+    for q in ("Who won the 2022 FIFA World Cup?", "What is the boiling point of ethanol?"):
+        a = engine.ask(q).to_dict()
+        assert a["abstained"] and a["answer"] is None
+        assert a["citations"], "the nearest passages are still cited"
+        assert 0.0 <= a["confidence"] <= 1.0 and 0.0 <= a["support"] <= 1.0
+
+
+def test_follow_up_detection() -> None:
+    assert is_follow_up("and who led Azerbaijan's side?")
+    assert is_follow_up("when was that?")
+    assert is_follow_up("What about Russia?")
+    assert not is_follow_up("Who led the Pakistan side at the second round of political consultations?")
+    assert not resolve("when was that?", None).is_follow_up
+    r = resolve("when was that?", Previous("Where did Kakar meet Aliyev?"))
+    assert r.is_follow_up and r.search_text == "Where did Kakar meet Aliyev? when was that?"
+
+
+def _parse(words: list[tuple[str, str, str, int, str]]) -> tuple[str, Parse]:
+    """A hand-made parse: (word, pos, dep, head, entity label)."""
+    text, toks, pos = "", [], 0
+    for w, p, d, h, e in words:
+        if text:
+            text += " "
+            pos += 1
+        toks.append(Token(pos, pos + len(w), p, d, h, e))
+        text += w
+        pos += len(w)
+    ents = []
+    i = 0
+    while i < len(toks):
+        if toks[i].ent:
+            j = i
+            while j + 1 < len(toks) and toks[j + 1].ent == toks[i].ent:
+                j += 1
+            ents.append((i, j + 1, toks[i].ent))
+            i = j + 1
+        else:
+            i += 1
+    return text, Parse(tuple(toks), tuple(ents), ())
+
+
+def test_span_candidates_cover_entities_subtrees_and_prepositional_objects() -> None:
+    text, parse = _parse([
+        ("The", "DET", "det", 1, ""), ("stadium", "NOUN", "nsubj", 2, ""), ("opened", "VERB", "ROOT", 2, ""),
+        ("in", "ADP", "prep", 2, ""), ("2014", "NUM", "pobj", 3, "DATE"), (".", "PUNCT", "punct", 2, ""),
+    ])
+    spans = {text[c.start : c.end]: c.kind for c in span_candidates(text, parse)}
+    assert spans["2014"].startswith("ent:DATE")
+    assert "stadium" in spans and "The stadium" not in spans  # subtrees drop a leading determiner
+    assert all(not s.endswith(".") for s in spans)
+    q = analyze("When did the stadium open?")
+    cands = span_candidates(text, parse)
+    F, cats = span_features(q, text, parse, cands, lambda t: 2.0)
+    assert F.shape == (len(cands), len(F[0])) and np.isfinite(F).all()
+    k = [text[c.start : c.end] for c in cands].index("2014")
+    assert "q:when|L:DATE" in cats[k]
+
+
+@pytest.mark.parametrize("question", ["Who is Pakistan's ambassador to Azerbaijan?"])
+def test_support_is_reported(engine, question: str) -> None:
+    a = engine.ask(question).to_dict()
+    assert "support" in a and 0.0 <= a["support"] <= 1.0
