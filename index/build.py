@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from index.annotate import ANNOTATOR_VERSION, annotate
+from index.bm25 import Bm25Builder
 from index.documents import Document, Skipped, load_folder
 from index.encoder import DEFAULT_ENCODER, load_encoder
 from index.loaded import LoadedIndex
@@ -28,6 +29,7 @@ from index.store import (
     new_generation_dir,
     publish_generation,
 )
+from index.terms import TERMS_VERSION
 
 PROGRESS_MIN_ITEMS = 200
 
@@ -108,8 +110,9 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         old.encoder_name != encoder_name
         or old.meta.get("splitter") != SPLITTER_VERSION
         or old.meta.get("annotator") != ANNOTATOR_VERSION
+        or old.meta.get("terms") != TERMS_VERSION
     ):
-        log("note: index settings changed (encoder, splitter or annotator); re-embedding everything")
+        log("note: index settings changed (encoder, splitter, annotator or terms); re-embedding everything")
         old = None
 
     report = BuildReport(index_dir=str(index_dir), encoder=encoder_name)
@@ -174,8 +177,9 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
 
     gen = new_generation_dir(index_dir)
     try:
-        settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION)
+        settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, TERMS_VERSION)
         w = GenerationWriter(gen, settings)
+        sent_terms, pass_terms = Bm25Builder(), Bm25Builder()
         sent_vec_parts: list[np.ndarray] = []
         pass_vec_parts: list[np.ndarray] = []
         sid = 0
@@ -210,6 +214,10 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                 w.add_mentions((sid_map[o], s, e, lab) for o in old_sids for s, e, lab in old.mentions[o])
                 sent_vec_parts.append(old.sent_vecs[old_sids])
                 pass_vec_parts.append(old.pass_vecs[old_pids])
+                if len(old_sids):
+                    sent_terms.add_from(old.sentence_terms, old_sids[0], old_sids[-1])
+                if len(old_pids):
+                    pass_terms.add_from(old.passage_terms, old_pids[0], old_pids[-1])
                 sid += len(old_sids)
                 pid += len(old_pids)
             else:
@@ -231,6 +239,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                     for k in range(len(nd.sents))
                     for m in new_mentions[sent_off[i] + k]
                 )
+                sent_terms.add_texts(doc.text[s:e] for s, e in nd.sents)
+                pass_terms.add_texts(doc.text[s:e] for _, _, s, e in nd.passages)
                 sent_vec_parts.append(new_sent_vecs[sent_off[i] : sent_off[i] + len(nd.sents)])
                 pass_vec_parts.append(new_pass_vecs[pass_off[i] : pass_off[i] + len(nd.passages)])
                 sid += len(nd.sents)
@@ -240,6 +250,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         pass_vecs = np.concatenate(pass_vec_parts) if pass_vec_parts else np.zeros((0, dim), np.float32)
         w.save_vectors("sentences", sent_vecs, old.sent_faiss if old is not None else None)
         w.save_vectors("passages", pass_vecs, old.pass_faiss if old is not None else None)
+        w.save_terms("sentences", sent_terms.build())
+        w.save_terms("passages", pass_terms.build())
         w.close()
         publish_generation(index_dir, gen)
     except BaseException:

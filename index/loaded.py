@@ -1,13 +1,22 @@
-"""A generation of the index read into memory: the only long-lived state of a running citeqa."""
+"""A generation of the index read into memory: the only long-lived state of a running citeqa.
+
+Loading does no per-row Python work: documents come from SQLite (one row each), everything per
+sentence or passage (offsets, owners, mentions, vectors, BM25 postings) is a NumPy array saved at
+index time and memory-mapped here, and the per-row views (``sent_text``, ``sent_doc``,
+``mentions``) are computed on access. So a cold `qa ask` pays for what one question touches.
+"""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from index.bm25 import Bm25Index
 from index.store import (
     CorruptIndexError,
     NoIndexError,
@@ -29,16 +38,47 @@ class DocRecord:
     date_end: int | None
 
 
+class _RowView(Sequence):
+    """A read-only sequence computed per item from arrays (``len``, index, iterate)."""
+
+    def __init__(self, n: int, get) -> None:
+        self._n = n
+        self._get = get
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return self._get(i)
+
+    def __iter__(self) -> Iterator:
+        return (self._get(j) for j in range(self._n))
+
+
 class LoadedIndex:
-    """Documents, sentences, passages, mentions and vectors of one generation, in memory."""
+    """Documents, sentences, passages, mentions, vectors and BM25 terms of one generation.
+
+    Attributes kept for readers: ``docs`` (doc_id → DocRecord, in corpus order), ``doc_sentences``
+    / ``doc_passages`` (doc_id → range of ids), ``sent_doc`` / ``pass_doc`` (id → doc_id),
+    ``sent_text`` / ``pass_text`` (id → text), ``sent_start``, ``sent_end``, ``sent_passage``,
+    ``pass_first``, ``pass_last``, ``pass_start``, ``pass_end`` (arrays), ``mentions`` (sentence id →
+    ``[(start, end, label)]``), ``sent_vecs`` / ``pass_vecs``, ``sent_faiss`` / ``pass_faiss``,
+    ``sentence_terms`` / ``passage_terms`` (BM25).
+    """
 
     def __init__(self, index_dir: Path, gen_dir: Path, meta: dict[str, str]) -> None:
         self.index_dir = index_dir
         self.gen_dir = gen_dir
         self.meta = meta
         self.docs: dict[str, DocRecord] = {}
-        self.doc_sentences: dict[str, list[int]] = {}
-        self.doc_passages: dict[str, list[int]] = {}
+        self.doc_sentences: dict[str, range] = {}
+        self.doc_passages: dict[str, range] = {}
 
     @property
     def encoder_name(self) -> str:
@@ -55,7 +95,7 @@ class LoadedIndex:
         self = cls(index_dir, gen, meta)
         try:
             self._load()
-        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError) as e:
+        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError, KeyError, IndexError) as e:
             raise CorruptIndexError(
                 f"index at {gen} is damaged ({type(e).__name__}: {e}) — rebuild it: "
                 f"qa index CORPUS --index {index_dir} --rebuild"
@@ -65,59 +105,76 @@ class LoadedIndex:
     def _load(self) -> None:
         from index import vectors as vector_index
 
-        db = sqlite3.connect(f"file:{self.gen_dir / 'index.sqlite'}?mode=ro", uri=True)
+        gen = self.gen_dir
+        db = sqlite3.connect(f"file:{gen / 'index.sqlite'}?mode=ro", uri=True)
         try:
-            for row in db.execute(
+            rows = db.execute(
                 "SELECT doc_id, ord, title, text, content_hash, date_iso, date_start, date_end "
                 "FROM documents ORDER BY ord"
-            ):
-                self.docs[row[0]] = DocRecord(*row)
-                self.doc_sentences[row[0]] = []
-                self.doc_passages[row[0]] = []
-            srows = db.execute(
-                'SELECT id, doc_id, start, "end", passage_id FROM sentences ORDER BY id'
             ).fetchall()
-            prows = db.execute(
-                'SELECT id, doc_id, first_sentence, last_sentence, start, "end" FROM passages ORDER BY id'
-            ).fetchall()
-            mrows = db.execute('SELECT sentence_id, start, "end", label FROM mentions').fetchall()
         finally:
             db.close()
-        if [r[0] for r in srows] != list(range(len(srows))):
-            raise ValueError("sentence ids are not contiguous")
-        self.sent_doc: list[str] = [r[1] for r in srows]
-        self.sent_start = np.array([r[2] for r in srows], dtype=np.int64)
-        self.sent_end = np.array([r[3] for r in srows], dtype=np.int64)
-        self.sent_passage = np.array([r[4] for r in srows], dtype=np.int64)
-        self.sent_text: list[str] = [
-            self.docs[d].text[s:e] for d, s, e in zip(self.sent_doc, self.sent_start, self.sent_end, strict=True)
-        ]
-        for i, d in enumerate(self.sent_doc):
-            self.doc_sentences[d].append(i)
-        self.pass_doc: list[str] = [r[1] for r in prows]
-        self.pass_first = np.array([r[2] for r in prows], dtype=np.int64)
-        self.pass_last = np.array([r[3] for r in prows], dtype=np.int64)
-        self.pass_start = np.array([r[4] for r in prows], dtype=np.int64)
-        self.pass_end = np.array([r[5] for r in prows], dtype=np.int64)
-        self.pass_text: list[str] = [
-            self.docs[d].text[s:e] for d, s, e in zip(self.pass_doc, self.pass_start, self.pass_end, strict=True)
-        ]
-        for i, d in enumerate(self.pass_doc):
-            self.doc_passages[d].append(i)
-        self.mentions: list[list[tuple[int, int, str]]] = [[] for _ in srows]
-        for sid, s, e, label in mrows:
-            self.mentions[sid].append((s, e, label))
-        self.sent_vecs = np.load(self.gen_dir / "sentences.npy")
-        self.pass_vecs = np.load(self.gen_dir / "passages.npy")
-        if self.sent_vecs.shape[0] != len(srows) or self.pass_vecs.shape[0] != len(prows):
+        self.doc_order: list[str] = [r[0] for r in rows]
+        if [r[1] for r in rows] != list(range(len(rows))):
+            raise ValueError("document order is not contiguous")
+        self.docs = {r[0]: DocRecord(*r) for r in rows}
+
+        srows = np.load(gen / "sentences.rows.npy", mmap_mode="r")
+        prows = np.load(gen / "passages.rows.npy", mmap_mode="r")
+        self.sent_doc_ord = np.ascontiguousarray(srows[:, 0])
+        self.sent_start = np.ascontiguousarray(srows[:, 1])
+        self.sent_end = np.ascontiguousarray(srows[:, 2])
+        self.sent_passage = np.ascontiguousarray(srows[:, 3])
+        self.pass_doc_ord = np.ascontiguousarray(prows[:, 0])
+        self.pass_first = np.ascontiguousarray(prows[:, 1])
+        self.pass_last = np.ascontiguousarray(prows[:, 2])
+        self.pass_start = np.ascontiguousarray(prows[:, 3])
+        self.pass_end = np.ascontiguousarray(prows[:, 4])
+        n_s, n_p = len(srows), len(prows)
+        # Ids run document by document (the build writes them so): each document owns a range.
+        if n_s and np.any(np.diff(self.sent_doc_ord) < 0) or n_p and np.any(np.diff(self.pass_doc_ord) < 0):
+            raise ValueError("sentence or passage rows are not in document order")
+        s_bounds = np.searchsorted(self.sent_doc_ord, np.arange(len(rows) + 1)).tolist()
+        p_bounds = np.searchsorted(self.pass_doc_ord, np.arange(len(rows) + 1)).tolist()
+        for o, d in enumerate(self.doc_order):
+            self.doc_sentences[d] = range(s_bounds[o], s_bounds[o + 1])
+            self.doc_passages[d] = range(p_bounds[o], p_bounds[o + 1])
+
+        order, docs = self.doc_order, self.docs
+        sd, ss, se = self.sent_doc_ord, self.sent_start, self.sent_end
+        pd, ps, pe = self.pass_doc_ord, self.pass_start, self.pass_end
+        self.sent_doc: Sequence[str] = _RowView(n_s, lambda i: order[sd[i]])
+        self.pass_doc: Sequence[str] = _RowView(n_p, lambda i: order[pd[i]])
+        self.sent_text: Sequence[str] = _RowView(n_s, lambda i: docs[order[sd[i]]].text[ss[i] : se[i]])
+        self.pass_text: Sequence[str] = _RowView(n_p, lambda i: docs[order[pd[i]]].text[ps[i] : pe[i]])
+
+        m = np.load(gen / "mentions.rows.npy", mmap_mode="r")
+        labels: list[str] = json.loads(self.meta.get("mention_labels", "[]"))
+        m_bounds = np.searchsorted(m[:, 0], np.arange(n_s + 1)) if len(m) else np.zeros(n_s + 1, np.int64)
+        m_start, m_end, m_label = np.ascontiguousarray(m[:, 1]), np.ascontiguousarray(m[:, 2]), np.ascontiguousarray(m[:, 3])
+
+        def mentions_of(sid: int) -> list[tuple[int, int, str]]:
+            a, b = int(m_bounds[sid]), int(m_bounds[sid + 1])
+            return [(s, e, labels[k]) for s, e, k in zip(m_start[a:b].tolist(), m_end[a:b].tolist(), m_label[a:b].tolist(), strict=True)]
+
+        self.mentions: Sequence[list[tuple[int, int, str]]] = _RowView(n_s, mentions_of)
+        self.n_mentions = len(m)
+
+        self.sent_vecs = np.load(gen / "sentences.npy", mmap_mode="r")
+        self.pass_vecs = np.load(gen / "passages.npy", mmap_mode="r")
+        if self.sent_vecs.shape[0] != n_s or self.pass_vecs.shape[0] != n_p:
             raise ValueError("vector count does not match the records")
-        self.pass_faiss = vector_index.load(self.gen_dir / "passages.faiss")
-        self.sent_faiss = vector_index.load(self.gen_dir / "sentences.faiss")
-        if self.pass_faiss.ntotal != len(prows) or self.sent_faiss.ntotal != len(srows):
+        self.sentence_terms = Bm25Index.load(gen, "sentences")
+        self.passage_terms = Bm25Index.load(gen, "passages")
+        if self.sentence_terms.n != n_s or self.passage_terms.n != n_p:
+            raise ValueError("BM25 terms do not match the records")
+        self.pass_faiss = vector_index.load(gen / "passages.faiss")
+        self.sent_faiss = vector_index.load(gen / "sentences.faiss")
+        if self.pass_faiss.ntotal != n_p or self.sent_faiss.ntotal != n_s:
             raise ValueError("FAISS index size does not match the records")
 
     def n_sentences(self) -> int:
-        return len(self.sent_doc)
+        return len(self.sent_start)
 
     def n_passages(self) -> int:
-        return len(self.pass_doc)
+        return len(self.pass_start)

@@ -5,9 +5,13 @@ Layout::
     INDEX_DIR/
       CURRENT            name of the live generation (replaced with os.replace: atomic)
       gen-<id>/          one complete build
-        index.sqlite     meta, documents, sentences, passages, mentions
-        passages.faiss   inner-product index over passage vectors (ids = passage ids)
-        sentences.faiss  inner-product index over sentence vectors (ids = sentence ids)
+        index.sqlite     meta, documents, sentences, passages, mentions (the records)
+        {sentences,passages}.npy         vectors (row = id), memory-mapped when loaded
+        {sentences,passages}.faiss       vector index over them (ids = row numbers)
+        {sentences,passages}.rows.npy    the numeric columns of the records, so loading does no
+        mentions.rows.npy                per-row work: doc ord, offsets, owning passage / first and
+                                         last sentence; mentions sorted by sentence
+        {sentences,passages}.terms.*     BM25 terms and postings (see bm25.py)
       .lock              held by a running build
 
 A build writes a new generation next to the live one and only then points CURRENT at it, so a
@@ -27,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: BM25 and record columns stored as arrays
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +77,7 @@ class IndexSettings:
     dim: int
     splitter: str
     annotator: str
+    terms: str = ""
     format: str = FORMAT_VERSION
 
     def as_meta(self) -> dict[str, str]:
@@ -82,6 +87,7 @@ class IndexSettings:
             "dim": str(self.dim),
             "splitter": self.splitter,
             "annotator": self.annotator,
+            "terms": self.terms,
         }
 
 
@@ -136,30 +142,52 @@ def _fsync_dir(path: Path) -> None:
 
 
 class GenerationWriter:
-    """Writes one generation's SQLite file; vectors are saved with ``save_vectors``."""
+    """Writes one generation: SQLite records plus their numeric columns as arrays (``close``);
+    vectors are saved with ``save_vectors`` and BM25 terms with ``save_terms``."""
 
     def __init__(self, gen_dir: Path, settings: IndexSettings) -> None:
         self.dir = gen_dir
         self.db = sqlite3.connect(gen_dir / "index.sqlite")
         self.db.executescript(SCHEMA)
         self.db.executemany("INSERT INTO meta VALUES (?, ?)", settings.as_meta().items())
+        self._ord: dict[str, int] = {}
+        self._sent_rows: list[np.ndarray] = []
+        self._pass_rows: list[np.ndarray] = []
+        self._mention_rows: list[np.ndarray] = []
+        self._labels: dict[str, int] = {}
 
     def add_document(self, ord_: int, doc_id: str, title: str, text: str, content_hash: str,
                      date: tuple[str, int, int] | None) -> None:
         d = date or (None, None, None)
+        self._ord[doc_id] = ord_
         self.db.execute(
             "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
             (doc_id, ord_, title, text, content_hash, d[0], d[1], d[2]),
         )
 
     def add_sentences(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
+        """Rows ``(id, doc_id, idx, start, end, passage_id)``, in id order."""
+        rows = list(rows)
         self.db.executemany("INSERT INTO sentences VALUES (?,?,?,?,?,?)", rows)
+        if rows:
+            self._sent_rows.append(np.array([(self._ord[r[1]], r[3], r[4], r[5]) for r in rows], dtype=np.int64))
 
     def add_passages(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
+        """Rows ``(id, doc_id, first_sentence, last_sentence, start, end)``, in id order."""
+        rows = list(rows)
         self.db.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?)", rows)
+        if rows:
+            self._pass_rows.append(np.array([(self._ord[r[1]], r[2], r[3], r[4], r[5]) for r in rows], dtype=np.int64))
 
     def add_mentions(self, rows: Iterable[tuple[int, int, int, str]]) -> None:
+        """Rows ``(sentence_id, start, end, label)``, in sentence order."""
+        rows = list(rows)
         self.db.executemany("INSERT INTO mentions VALUES (?,?,?,?)", rows)
+        if rows:
+            labels = self._labels
+            self._mention_rows.append(np.array(
+                [(r[0], r[1], r[2], labels.setdefault(r[3], len(labels))) for r in rows], dtype=np.int32
+            ))
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -176,12 +204,25 @@ class GenerationWriter:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"{name}_index", kind))
         return kind
 
+    def save_terms(self, name: str, terms: object) -> None:
+        terms.save(self.dir, name)  # type: ignore[attr-defined]
+
     def close(self) -> None:
+        def stack(parts: list[np.ndarray], width: int, dtype: type) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros((0, width), dtype=dtype)
+
+        np.save(self.dir / "sentences.rows.npy", stack(self._sent_rows, 4, np.int64))
+        np.save(self.dir / "passages.rows.npy", stack(self._pass_rows, 5, np.int64))
+        mentions = stack(self._mention_rows, 4, np.int32)
+        # Stable sort by sentence: a sentence's mentions keep the order the annotator gave them.
+        np.save(self.dir / "mentions.rows.npy", mentions[np.argsort(mentions[:, 0], kind="stable")])
+        self.set_meta("mention_labels", json.dumps(list(self._labels)))
         self.db.commit()
         self.db.close()
-        # SQLite writes go to disk before the generation is published.
-        with open(self.dir / "index.sqlite", "rb+") as f:
-            os.fsync(f.fileno())
+        # Every file goes to disk before the generation is published.
+        for p in self.dir.iterdir():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
 
 
 def read_meta(gen_dir: Path) -> dict[str, str]:
