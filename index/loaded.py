@@ -168,8 +168,8 @@ class LoadedIndex:
         self.passage_terms = Bm25Index.load(gen, "passages")
         if self.sentence_terms.n != n_s or self.passage_terms.n != n_p:
             raise ValueError("BM25 terms do not match the records")
-        self.pass_faiss = vector_index.load(gen / "passages.faiss")
-        self.sent_faiss = vector_index.load(gen / "sentences.faiss")
+        self.pass_faiss = vector_index.load(gen / "passages.faiss", self.pass_vecs)
+        self.sent_faiss = vector_index.load(gen / "sentences.faiss", self.sent_vecs)
         if self.pass_faiss.ntotal != n_p or self.sent_faiss.ntotal != n_s:
             raise ValueError("FAISS index size does not match the records")
 

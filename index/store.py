@@ -7,7 +7,8 @@ Layout::
       gen-<id>/          one complete build
         index.sqlite     meta, documents, sentences, passages, mentions (the records)
         {sentences,passages}.npy         vectors (row = id), memory-mapped when loaded
-        {sentences,passages}.faiss       vector index over them (ids = row numbers)
+        {sentences,passages}.faiss       vector index over them (ids = row numbers), and
+        {sentences,passages}.vectors.json  the structure chosen and how it was trained
         {sentences,passages}.rows.npy    the numeric columns of the records, so loading does no
         mentions.rows.npy                per-row work: doc ord, offsets, owning passage / first and
                                          last sentence; mentions sorted by sentence
@@ -193,12 +194,17 @@ class GenerationWriter:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def save_vectors(self, name: str, vectors: np.ndarray, previous: object = None) -> str:
-        """Save the vectors and a FAISS index over them; returns the structure chosen."""
+        """Save the vectors and a vector index over them; returns the structure chosen.
+
+        ``vectors`` may already be a memory-mapped ``NAME.npy`` of this generation (large
+        collections are written in place rather than held in memory)."""
         from index import vectors as vector_index
 
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        np.save(self.dir / f"{name}.npy", vectors)
-        idx = vector_index.build(vectors, previous)
+        path = self.dir / f"{name}.npy"
+        if not (isinstance(vectors, np.memmap) and Path(vectors.filename).resolve() == path.resolve()):
+            np.save(path, np.ascontiguousarray(vectors, dtype=np.float32))
+        stored = np.load(path, mmap_mode="r")
+        idx = vector_index.build(stored, previous)  # type: ignore[arg-type]
         vector_index.save(idx, self.dir / f"{name}.faiss")
         kind = vector_index.describe(idx)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"{name}_index", kind))

@@ -31,7 +31,9 @@ def _err(msg: str) -> None:
     print(f"qa: {msg}", file=sys.stderr)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
+    """The `qa` parser; ``with_eval=False`` leaves out `qa eval`'s options (importing the eval room
+    costs ~0.1 s of every cold `qa ask`)."""
     p = argparse.ArgumentParser(
         prog="qa",
         description="Ask questions of a folder of documents; every answer is a cited quote.",
@@ -83,12 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pe = sub.add_parser("eval", help="score answers against a gold question set (and SQuAD)",
                         description="Evaluate citeqa against a gold set; writes report.json, report.md and plots.")
-    try:
-        from eval.run import configure_parser
-    except ImportError:  # pragma: no cover - eval room not installed
-        configure_parser = None
-    if configure_parser is not None:
-        configure_parser(pe)
+    if with_eval:
+        try:
+            from eval.run import configure_parser
+        except ImportError:  # pragma: no cover - eval room not installed
+            configure_parser = None
+        if configure_parser is not None:
+            configure_parser(pe)
     return p
 
 
@@ -244,7 +247,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `qa eval` and bare `qa --help` list every option; the other commands do not need eval's.
+    parser = build_parser(with_eval=not argv or argv[0] not in ("index", "ask", "show", "serve"))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
