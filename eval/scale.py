@@ -1,7 +1,7 @@
 """Scale benchmark: citeqa's index and question path at 1,000,000 passages.
 
     python -m eval.scale                     # 1,000,000 passages (first run builds and caches them)
-    python -m eval.scale --smoke             # 20,000 passages: the CI run
+    python -m eval.scale --smoke             # 20,000 passages from a smaller pool: the CI run
     python -m eval.scale --passages 200000 --questions 500
 
 How the collection is made (plainly, because encoding a million real texts at ~300 texts/s on
@@ -67,13 +67,14 @@ def pct(xs: list[float], p: float) -> float:
 # --- the pool of real sentences -----------------------------------------------------------------
 
 
-def pool_sentences() -> list[str]:
-    """Every distinct sentence of the SQuAD dev paragraphs and the demo corpus, in a fixed order."""
+def pool_sentences(articles: int | None = None) -> list[str]:
+    """Every distinct sentence of the SQuAD dev paragraphs (the first ``articles`` articles, or
+    all) and of the demo corpus, in a fixed order."""
     from eval.squad import BUNDLED_SQUAD, load_squad
     from index.documents import load_folder
     from index.split import split_sentences
 
-    texts = [p.context for a in load_squad(BUNDLED_SQUAD) for p in a.paragraphs]
+    texts = [p.context for a in load_squad(BUNDLED_SQUAD)[:articles] for p in a.paragraphs]
     docs, _ = load_folder(ROOT / "corpus")
     texts += [d.text for d in docs]
     seen: dict[str, None] = {}
@@ -86,13 +87,13 @@ def pool_sentences() -> list[str]:
 class Pool:
     """The real sentences with their vectors, terms, mentions and token estimates (cached)."""
 
-    def __init__(self, encoder_name: str, cache: Path = CACHE) -> None:
+    def __init__(self, encoder_name: str, cache: Path = CACHE, articles: int | None = None) -> None:
         from index.annotate import ANNOTATOR_VERSION, annotate
         from index.encoder import load_encoder
         from index.split import approx_tokens
         from index.terms import TERMS_VERSION, content_terms
 
-        self.texts = pool_sentences()
+        self.texts = pool_sentences(articles)
         key = hashlib.sha1("\n".join(self.texts).encode()).hexdigest()[:12]
         cache.mkdir(parents=True, exist_ok=True)
         vec_path = cache / f"pool-{key}-{encoder_name}.npy"
@@ -157,6 +158,7 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
     from index.bm25 import Bm25Index, TermIds
     from index.split import SPLITTER_VERSION
     from index.store import GenerationWriter, IndexSettings, new_generation_dir, publish_generation
+    from index.terms import content_terms
 
     times: dict[str, float] = {}
     dim = pool.vecs.shape[1]
@@ -167,6 +169,7 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
 
     t = time.perf_counter()
     sent_pool = np.empty(n_s, dtype=np.int64)  # pool id of each sentence row
+    title_pool = np.array([int(ids[0]) for ids, _ in docs], dtype=np.int64)  # each title is the first sentence
     pass_bounds = np.empty((n_p, 2), dtype=np.int64)  # first, last sentence row of each passage
     sid = pid = 0
     texts, lengths = pool.texts, pool.lengths
@@ -198,6 +201,16 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
     pool_flat = np.concatenate(pool_ids)
     s_ids = np.concatenate([pool_flat[pool_ptr[i] : pool_ptr[i + 1]] for i in sent_pool.tolist()])
     w.save_terms("sentences", Bm25Index.from_arrays(table.terms, s_ids, pool_len[sent_pool]))
+    # Titles are each document's first sentence; mentions' terms come from the pool's mentions.
+    w.save_terms("titles", Bm25Index.from_arrays(
+        table.terms, np.concatenate([pool_flat[pool_ptr[i] : pool_ptr[i + 1]] for i in title_pool]), pool_len[title_pool]))
+    m_ids = [[table.ids(content_terms(pool.texts[p][a:b])) for a, b, _ in pool.mentions[p]] for p in range(len(pool.texts))]
+    m_len = [np.array([len(x) for x in ms], dtype=np.int64) for ms in m_ids]
+    m_flat = [np.concatenate(ms) if ms else np.zeros(0, np.int32) for ms in m_ids]
+    sel = sent_pool.tolist()
+    w.save_terms("mentions", Bm25Index.from_arrays(
+        table.terms, np.concatenate([m_flat[p] for p in sel]), np.concatenate([m_len[p] for p in sel])))
+    del m_ids, m_len, m_flat
     s_ptr = np.concatenate([[0], np.cumsum(pool_len[sent_pool])])
     p_ids = np.concatenate([s_ids[s_ptr[a] : s_ptr[b + 1]] for a, b in pass_bounds.tolist()])
     del s_ids
@@ -274,6 +287,18 @@ def timed(fn, items) -> tuple[list[float], list]:
     return times, out
 
 
+def _opens(index_dir: Path) -> bool:
+    """Whether this citeqa can read the cached index (a cache left by older code is rebuilt)."""
+    from index.loaded import LoadedIndex
+    from index.store import IndexError_
+
+    try:
+        LoadedIndex.open(index_dir)
+    except IndexError_:
+        return False
+    return True
+
+
 def run(args: argparse.Namespace) -> dict:
     import faiss
 
@@ -284,14 +309,15 @@ def run(args: argparse.Namespace) -> dict:
 
     load0 = os.getloadavg()[0]
     encoder_name = args.encoder or DEFAULT_ENCODER
-    pool = Pool(encoder_name, args.cache)
-    base = args.cache / f"n{args.passages}-{encoder_name}-s{args.seed}"
+    pool = Pool(encoder_name, args.cache, args.pool_articles)
+    tag = "" if args.pool_articles is None else f"-a{args.pool_articles}"
+    base = args.cache / f"n{args.passages}-{encoder_name}-s{args.seed}{tag}"
     index_dir = base / "index"
     marker = base / "collection.json"
     want = {"passages": args.passages, "seed": args.seed, "pool": len(pool.texts), "format": FORMAT_VERSION,
             "sentences_per_doc": SENTENCES_PER_DOC, "neighbourhood": NEIGHBOURHOOD}
     info = json.loads(marker.read_text()) if marker.exists() else {}
-    if args.rebuild or current_generation(index_dir) is None or info.get("collection") != want:
+    if args.rebuild or current_generation(index_dir) is None or info.get("collection") != want or not _opens(index_dir):
         import shutil
 
         shutil.rmtree(index_dir, ignore_errors=True)
@@ -445,20 +471,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=CACHE, help=f"where the pool and indexes are kept (default {CACHE})")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the collection's index even if cached")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure to this JSON file")
-    ap.add_argument("--smoke", action="store_true", help="a quick run (CI): 20,000 passages, 100 questions")
+    ap.add_argument("--pool-articles", type=int, default=None,
+                    help="SQuAD articles whose sentences make the pool (default: all 48; --smoke: 4)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="a quick run (CI): 20,000 passages from a pool of 4 articles, 100 questions")
     args = ap.parse_args(argv)
     s = args.smoke
     args.passages = args.passages or (20_000 if s else 1_000_000)
     args.questions = args.questions or (100 if s else 1000)
     args.e2e = args.e2e or (30 if s else 200)
     args.baseline = args.baseline or (10 if s else 30)
+    if s and args.pool_articles is None:
+        args.pool_articles = 4
     if args.passages < 1 or args.questions < 1 or args.e2e < 1 or args.baseline < 1:
         print("python -m eval.scale: --passages, --questions, --e2e and --baseline must be at least 1", file=sys.stderr)
         return 2
     r = run(args)
+    r["date"] = time.strftime("%Y-%m-%d %H:%M")
     print(render(r))
-    if args.json:
-        args.json.write_text(json.dumps({k: v for k, v in r.items()}, indent=1, default=str))
+    # The last run of each size is kept for eval/bench.py's table.
+    for path in filter(None, (args.cache / f"last-{args.passages}.json", args.json)):
+        path.write_text(json.dumps(r, indent=1, default=str))
     return 1 if r["broken_citations"] else 0
 
 

@@ -52,6 +52,7 @@ class BuildReport:
     embedded_texts: int = 0
     seconds: float = 0.0
     encoder: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     def to_dict(self) -> dict[str, object]:
         d = dict(self.__dict__)
@@ -152,22 +153,32 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         report.seconds = time.perf_counter() - t0
         return report
 
+    report.timings["read and split"] = time.perf_counter() - t0
     # Embed and annotate everything new in one pass each.
     new_sent_texts = [nd.doc.text[s:e] for nd in new_docs for s, e in nd.sents]
     new_pass_texts = [nd.doc.text[s:e] for nd in new_docs for _, _, s, e in nd.passages]
-    n_embed = len(new_sent_texts) + len(new_pass_texts)
+    # A passage of one sentence is that sentence's text: each distinct text is encoded once.
+    unique = list(dict.fromkeys(new_sent_texts + new_pass_texts))
+    n_embed = len(unique)
     report.embedded_texts = n_embed
     if n_embed:
+        t = time.perf_counter()
         encoder = load_encoder(encoder_name)
+        report.timings["load encoder"] = time.perf_counter() - t
         show = progress and n_embed > PROGRESS_MIN_ITEMS
         if show:
             log(f"embedding {len(new_pass_texts)} passages and {len(new_sent_texts)} sentences of {len(new_docs)} documents")
-        all_vecs = encoder.encode(new_sent_texts + new_pass_texts, progress=show)
-        new_sent_vecs = all_vecs[: len(new_sent_texts)]
-        new_pass_vecs = all_vecs[len(new_sent_texts) :]
+        t = time.perf_counter()
+        vec_of = encoder.encode(unique, progress=show)
+        row = {text: i for i, text in enumerate(unique)}
+        new_sent_vecs = vec_of[[row[x] for x in new_sent_texts]] if new_sent_texts else np.zeros((0, encoder.dim), np.float32)
+        new_pass_vecs = vec_of[[row[x] for x in new_pass_texts]] if new_pass_texts else np.zeros((0, encoder.dim), np.float32)
+        report.timings["embed"] = time.perf_counter() - t
         if show:
             log(f"annotating {len(new_sent_texts)} sentences (entities, dates, numbers)")
+        t = time.perf_counter()
         new_mentions = annotate(new_sent_texts)
+        report.timings["annotate (spaCy, incl. load)"] = time.perf_counter() - t
         dim = encoder.dim
     else:
         dim = old.sent_vecs.shape[1] if old is not None else 384
@@ -175,11 +186,14 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         new_pass_vecs = np.zeros((0, dim), np.float32)
         new_mentions = []
 
+    t_write = time.perf_counter()
     gen = new_generation_dir(index_dir)
     try:
         settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, TERMS_VERSION)
         w = GenerationWriter(gen, settings)
         sent_terms, pass_terms = Bm25Builder(), Bm25Builder()
+        # Terms of each title and each mention, so the answer step analyzes nothing per question.
+        title_terms, mention_terms = Bm25Builder(), Bm25Builder()
         sent_vec_parts: list[np.ndarray] = []
         pass_vec_parts: list[np.ndarray] = []
         sid = 0
@@ -198,6 +212,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
             w.add_document(ord_, doc.doc_id, doc.title, doc.text, doc.content_hash, date)
             if doc.doc_id in reused:
                 assert old is not None
+                title_terms.add_from(old.title_terms, old.docs[doc.doc_id].ord, old.docs[doc.doc_id].ord)
                 old_sids = old.doc_sentences[doc.doc_id]
                 old_pids = old.doc_passages[doc.doc_id]
                 sid_map = {o: sid + i for i, o in enumerate(old_sids)}
@@ -216,6 +231,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                 pass_vec_parts.append(old.pass_vecs[old_pids])
                 if len(old_sids):
                     sent_terms.add_from(old.sentence_terms, old_sids[0], old_sids[-1])
+                    mention_terms.add_from(old.mention_terms, int(old.mention_bounds[old_sids[0]]),
+                                           int(old.mention_bounds[old_sids[-1] + 1]) - 1)
                 if len(old_pids):
                     pass_terms.add_from(old.passage_terms, old_pids[0], old_pids[-1])
                 sid += len(old_sids)
@@ -239,6 +256,12 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                     for k in range(len(nd.sents))
                     for m in new_mentions[sent_off[i] + k]
                 )
+                title_terms.add_texts([doc.title])
+                mention_terms.add_texts(
+                    doc.text[s + m.start : s + m.end]
+                    for k, (s, _) in enumerate(nd.sents)
+                    for m in new_mentions[sent_off[i] + k]
+                )
                 sent_terms.add_texts(doc.text[s:e] for s, e in nd.sents)
                 pass_terms.add_texts(doc.text[s:e] for _, _, s, e in nd.passages)
                 sent_vec_parts.append(new_sent_vecs[sent_off[i] : sent_off[i] + len(nd.sents)])
@@ -252,11 +275,14 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         w.save_vectors("passages", pass_vecs, old.pass_faiss if old is not None else None)
         w.save_terms("sentences", sent_terms.build())
         w.save_terms("passages", pass_terms.build())
+        w.save_terms("titles", title_terms.build())
+        w.save_terms("mentions", mention_terms.build())
         w.close()
         publish_generation(index_dir, gen)
     except BaseException:
         shutil.rmtree(gen, ignore_errors=True)
         raise
+    report.timings["terms, records, vector indexes"] = time.perf_counter() - t_write
     report.documents = len(docs)
     report.sentences = sid
     report.passages = pid

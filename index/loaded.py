@@ -69,7 +69,8 @@ class LoadedIndex:
     ``sent_text`` / ``pass_text`` (id → text), ``sent_start``, ``sent_end``, ``sent_passage``,
     ``pass_first``, ``pass_last``, ``pass_start``, ``pass_end`` (arrays), ``mentions`` (sentence id →
     ``[(start, end, label)]``), ``sent_vecs`` / ``pass_vecs``, ``sent_faiss`` / ``pass_faiss``,
-    ``sentence_terms`` / ``passage_terms`` (BM25).
+    ``sentence_terms`` / ``passage_terms`` (BM25), and the terms analyzed at index time for the
+    answer step: ``doc_title_terms(doc_id)``, ``sentence_mention_terms(sid)``.
     """
 
     def __init__(self, index_dir: Path, gen_dir: Path, meta: dict[str, str]) -> None:
@@ -159,6 +160,7 @@ class LoadedIndex:
 
         self.mentions: Sequence[list[tuple[int, int, str]]] = _RowView(n_s, mentions_of)
         self.n_mentions = len(m)
+        self.mention_bounds = m_bounds  # mentions of sentence i are rows mention_bounds[i]:mention_bounds[i + 1]
 
         self.sent_vecs = np.load(gen / "sentences.npy", mmap_mode="r")
         self.pass_vecs = np.load(gen / "passages.npy", mmap_mode="r")
@@ -166,12 +168,31 @@ class LoadedIndex:
             raise ValueError("vector count does not match the records")
         self.sentence_terms = Bm25Index.load(gen, "sentences")
         self.passage_terms = Bm25Index.load(gen, "passages")
-        if self.sentence_terms.n != n_s or self.passage_terms.n != n_p:
-            raise ValueError("BM25 terms do not match the records")
+        self.title_terms = Bm25Index.load(gen, "titles")
+        self.mention_terms = Bm25Index.load(gen, "mentions")
+        if (self.sentence_terms.n, self.passage_terms.n, self.title_terms.n, self.mention_terms.n) != (
+            n_s, n_p, len(rows), len(m)
+        ):
+            raise ValueError("stored terms do not match the records")
         self.pass_faiss = vector_index.load(gen / "passages.faiss", self.pass_vecs)
         self.sent_faiss = vector_index.load(gen / "sentences.faiss", self.sent_vecs)
         if self.pass_faiss.ntotal != n_p or self.sent_faiss.ntotal != n_s:
             raise ValueError("FAISS index size does not match the records")
+
+    def doc_title_terms(self, doc_id: str) -> frozenset[str]:
+        """Content terms of a document's title (analyzed at index time)."""
+        t = self.title_terms
+        o = self.docs[doc_id].ord
+        return frozenset(t.terms[i] for i in t.ids[t.indptr[o] : t.indptr[o + 1]].tolist())
+
+    def sentence_mention_terms(self, sid: int) -> list[frozenset[str]]:
+        """Content terms of each mention of sentence ``sid``, in the order of ``mentions[sid]``."""
+        t = self.mention_terms
+        a, b = int(self.mention_bounds[sid]), int(self.mention_bounds[sid + 1])
+        bounds = t.indptr[a : b + 1].tolist()
+        ids = t.ids[bounds[0] : bounds[-1]].tolist()
+        base = bounds[0]
+        return [frozenset(t.terms[i] for i in ids[s - base : e - base]) for s, e in zip(bounds, bounds[1:], strict=False)]
 
     def n_sentences(self) -> int:
         return len(self.sent_start)

@@ -107,3 +107,30 @@ def test_analyzers_agree_on_real_text() -> None:
     for p in sorted(corpus.glob("*.txt")):
         text = p.read_text()
         assert index_terms(text) == question_terms(text)
+
+
+def _check_stored_terms(index_dir: Path) -> None:
+    from index.loaded import LoadedIndex
+
+    idx = LoadedIndex.open(index_dir)
+    for doc_id, rec in idx.docs.items():
+        assert idx.doc_title_terms(doc_id) == frozenset(index_terms(rec.title))
+    for sid in range(idx.n_sentences()):
+        text = idx.sent_text[sid]
+        assert idx.sentence_mention_terms(sid) == [frozenset(index_terms(text[s:e])) for s, e, _ in idx.mentions[sid]]
+        assert idx.sentence_terms.tokens[sid] == index_terms(text)
+    for pid in range(idx.n_passages()):
+        assert idx.passage_terms.tokens[pid] == index_terms(idx.pass_text[pid])
+
+
+def test_terms_stored_at_index_time_match_the_text_after_an_incremental_build(corpus_copy: Path, tmp_path: Path) -> None:
+    from index.build import build_index
+
+    index_dir = tmp_path / "index"
+    build_index(corpus_copy, index_dir, progress=False, log=lambda m: None)
+    _check_stored_terms(index_dir)
+    (corpus_copy / "001_072c7506d9b82cf7.txt").unlink()
+    (corpus_copy / "new.txt").write_text("Envoy opens office\n\nThe AZAL office opened on 3 May 2024 in Lahore, officials said.\n")
+    report = build_index(corpus_copy, index_dir, progress=False, log=lambda m: None)
+    assert report.unchanged and report.added == ["new.txt"] and report.removed
+    _check_stored_terms(index_dir)  # reused documents' terms were copied over, new ones analyzed
