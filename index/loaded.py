@@ -150,13 +150,14 @@ class LoadedIndex:
         self.pass_text: Sequence[str] = _RowView(n_p, lambda i: docs[order[pd[i]]].text[ps[i] : pe[i]])
 
         m = np.load(gen / "mentions.rows.npy", mmap_mode="r")
+        m_bounds = np.load(gen / "mentions.bounds.npy", mmap_mode="r")
+        if len(m_bounds) != n_s + 1 or int(m_bounds[-1]) != len(m):
+            raise ValueError("mention bounds do not match the records")
         labels: list[str] = json.loads(self.meta.get("mention_labels", "[]"))
-        m_bounds = np.searchsorted(m[:, 0], np.arange(n_s + 1)) if len(m) else np.zeros(n_s + 1, np.int64)
-        m_start, m_end, m_label = np.ascontiguousarray(m[:, 1]), np.ascontiguousarray(m[:, 2]), np.ascontiguousarray(m[:, 3])
 
         def mentions_of(sid: int) -> list[tuple[int, int, str]]:
-            a, b = int(m_bounds[sid]), int(m_bounds[sid + 1])
-            return [(s, e, labels[k]) for s, e, k in zip(m_start[a:b].tolist(), m_end[a:b].tolist(), m_label[a:b].tolist(), strict=True)]
+            rows = m[int(m_bounds[sid]) : int(m_bounds[sid + 1])].tolist()
+            return [(s, e, labels[k]) for _, s, e, k in rows]
 
         self.mentions: Sequence[list[tuple[int, int, str]]] = _RowView(n_s, mentions_of)
         self.n_mentions = len(m)

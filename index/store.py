@@ -10,7 +10,7 @@ Layout::
         {sentences,passages}.faiss       vector index over them (ids = row numbers), and
         {sentences,passages}.vectors.json  the structure chosen and how it was trained
         {sentences,passages}.rows.npy    the numeric columns of the records, so loading does no
-        mentions.rows.npy                per-row work: doc ord, offsets, owning passage / first and
+        mentions.{rows,bounds}.npy       per-row work: doc ord, offsets, owning passage / first and
                                          last sentence; mentions sorted by sentence
         {sentences,passages}.terms.*     BM25 terms and postings (see bm25.py)
       .lock              held by a running build
@@ -221,7 +221,12 @@ class GenerationWriter:
         np.save(self.dir / "passages.rows.npy", stack(self._pass_rows, 5, np.int64))
         mentions = stack(self._mention_rows, 4, np.int32)
         # Stable sort by sentence: a sentence's mentions keep the order the annotator gave them.
-        np.save(self.dir / "mentions.rows.npy", mentions[np.argsort(mentions[:, 0], kind="stable")])
+        mentions = mentions[np.argsort(mentions[:, 0], kind="stable")]
+        np.save(self.dir / "mentions.rows.npy", mentions)
+        n_sent = sum(len(r) for r in self._sent_rows)
+        bounds = np.zeros(n_sent + 1, dtype=np.int64)  # mentions of sentence i: rows bounds[i]:bounds[i+1]
+        np.cumsum(np.bincount(mentions[:, 0], minlength=n_sent)[:n_sent], out=bounds[1:])
+        np.save(self.dir / "mentions.bounds.npy", bounds)
         self.set_meta("mention_labels", json.dumps(list(self._labels)))
         self.db.commit()
         self.db.close()

@@ -37,6 +37,9 @@ import numpy as np
 
 FLAT_MAX = 16_384
 TRAIN_PER_LIST = 40
+# k-means rounds when training the centroids: 10 instead of FAISS's 25 took 15-21 s instead of
+# 39-41 s for 2048 lists at 300k passages, recall@10 0.968 against 0.969.
+KMEANS_ITER = 10
 SEED = 1234
 MIN_SCAN = 8192
 RERANK = 4  # IVF candidates per wanted result that the exact re-rank sees
@@ -179,6 +182,7 @@ def _build(vectors: np.ndarray, previous: VectorIndex | None, force: str | None)
                             old.residual)
     if idx is None:
         idx = faiss.index_factory(dim, f"IVF{plan.nlist},SQ8", faiss.METRIC_INNER_PRODUCT)
+        faiss.extract_index_ivf(idx).cp.niter = KMEANS_ITER
         m = min(n, TRAIN_PER_LIST * plan.nlist)
         sample = _sample(vectors, m, SEED)
         idx.train(sample)
