@@ -107,11 +107,14 @@ class Pool:
             self.encode_rate = len(self.texts) / (time.perf_counter() - t)
             np.save(vec_path, self.vecs)
         if ann_path.exists():
-            self.mentions = [[tuple(m) for m in ms] for ms in json.loads(ann_path.read_text())]
+            cached = json.loads(ann_path.read_text())
         else:
             log(f"annotating the pool: {len(self.texts)} sentences with spaCy (once; cached)")
-            self.mentions = [[(m.start, m.end, m.label) for m in ms] for ms in annotate(self.texts)]
-            ann_path.write_text(json.dumps(self.mentions))
+            cached = [{"m": [[m.start, m.end, m.label, m.value] for m in a.mentions], "p": a.parse.to_json()}
+                      for a in annotate(self.texts)]
+            ann_path.write_text(json.dumps(cached))
+        self.mentions: list[list[tuple[int, int, str, str | None]]] = [[tuple(m) for m in a["m"]] for a in cached]
+        self.parses: list[str] = [a["p"] for a in cached]
         self.terms = [content_terms(t) for t in self.texts]
         self.terms_version = TERMS_VERSION
         self.tokens = np.array([approx_tokens(t) for t in self.texts], dtype=np.int64)
@@ -156,6 +159,7 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
     """Write the collection as a real index generation; returns the time of each part (s)."""
     from index.annotate import ANNOTATOR_VERSION
     from index.bm25 import Bm25Index, TermIds
+    from index.documents import LOADER_VERSION
     from index.split import SPLITTER_VERSION
     from index.store import GenerationWriter, IndexSettings, new_generation_dir, publish_generation
     from index.terms import content_terms
@@ -165,7 +169,8 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
     n_s = sum(len(ids) for ids, _ in docs)
     n_p = sum(len(w) for _, w in docs)
     gen = new_generation_dir(index_dir)
-    w = GenerationWriter(gen, IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, pool.terms_version))
+    w = GenerationWriter(gen, IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, pool.terms_version,
+                                            loader=LOADER_VERSION))
 
     t = time.perf_counter()
     sent_pool = np.empty(n_s, dtype=np.int64)  # pool id of each sentence row
@@ -184,9 +189,10 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
             for k in range(first, last + 1):
                 owner[k] = j
         st, en = starts.tolist(), ends.tolist()
-        w.add_sentences((sid + k, doc_id, k, st[k], en[k], pid + owner[k]) for k in range(len(ids)))
+        w.add_sentences((sid + k, doc_id, k, st[k], en[k], pid + owner[k], None) for k in range(len(ids)))
         w.add_passages((pid + j, doc_id, sid + a, sid + b, st[a], en[b]) for j, (a, b) in enumerate(wins))
-        w.add_mentions((sid + k, s, e, lab) for k, p in enumerate(ids.tolist()) for s, e, lab in pool.mentions[p])
+        w.add_mentions((sid + k, s, e, lab, val) for k, p in enumerate(ids.tolist()) for s, e, lab, val in pool.mentions[p])
+        w.add_parses((sid + k, pool.parses[p]) for k, p in enumerate(ids.tolist()))
         sent_pool[sid : sid + len(ids)] = ids
         pass_bounds[pid : pid + len(wins)] = [(sid + a, sid + b) for a, b in wins]
         sid += len(ids)
@@ -204,7 +210,7 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
     # Titles are each document's first sentence; mentions' terms come from the pool's mentions.
     w.save_terms("titles", Bm25Index.from_arrays(
         table.terms, np.concatenate([pool_flat[pool_ptr[i] : pool_ptr[i + 1]] for i in title_pool]), pool_len[title_pool]))
-    m_ids = [[table.ids(content_terms(pool.texts[p][a:b])) for a, b, _ in pool.mentions[p]] for p in range(len(pool.texts))]
+    m_ids = [[table.ids(content_terms(pool.texts[p][a:b])) for a, b, *_ in pool.mentions[p]] for p in range(len(pool.texts))]
     m_len = [np.array([len(x) for x in ms], dtype=np.int64) for ms in m_ids]
     m_flat = [np.concatenate(ms) if ms else np.zeros(0, np.int32) for ms in m_ids]
     sel = sent_pool.tolist()

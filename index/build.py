@@ -17,10 +17,21 @@ import numpy as np
 
 from index.annotate import ANNOTATOR_VERSION, annotate
 from index.bm25 import Bm25Builder
-from index.documents import Document, Skipped, load_folder
+from index.documents import (
+    LOADER_VERSION,
+    DocDate,
+    Document,
+    DocumentError,
+    Skipped,
+    content_hash,
+    iter_files,
+    load_bytes,
+    read_file,
+)
 from index.encoder import DEFAULT_ENCODER, load_encoder
+from index.furniture import inside
 from index.loaded import LoadedIndex
-from index.split import SPLITTER_VERSION, make_passages, split_sentences
+from index.split import SPLITTER_VERSION, PassageSpan, Span, make_passages, split_sentences
 from index.store import (
     GenerationWriter,
     IndexError_,
@@ -32,6 +43,7 @@ from index.store import (
 from index.terms import TERMS_VERSION
 
 PROGRESS_MIN_ITEMS = 200
+PROGRESS_MIN_FILES = 100  # PDFs take a while to read: show a bar for big folders
 
 
 class BuildError(Exception):
@@ -60,11 +72,75 @@ class BuildReport:
         return d
 
 
-@dataclass
-class _NewDoc:
+@dataclass(frozen=True)
+class PreparedDocument:
+    """A document cut into what the index stores: answerable sentences (with their page) and passages."""
+
     doc: Document
     sents: list[tuple[int, int]]
+    pages: list[int | None]  # 1-based page of each sentence (PDF), else None
     passages: list[tuple[int, int, int, int]]  # first, last, start, end (sentence idx local)
+
+
+def prepare_document(doc: Document) -> PreparedDocument:
+    """Sentences outside the page furniture, and passages that never reach across furniture.
+
+    Furniture (a "latest news" list, a menu, running page headers) stays in ``doc.text`` with its
+    offsets, but is not a sentence: never embedded, never in BM25, never cited. A passage is a
+    window of consecutive sentences; one that crossed a furniture block would carry the block's
+    text into the passage, so passages are cut per stretch of text between blocks.
+    """
+    spans = [s for s in split_sentences(doc.text) if not inside(doc.furniture, s.start, s.end)]
+    groups: list[list[Span]] = []
+    for s in spans:
+        if groups and not inside(doc.furniture, groups[-1][-1].end, s.start):
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    passages: list[PassageSpan] = []
+    base = 0
+    for g in groups:
+        passages += [PassageSpan(p.first + base, p.last + base, p.start, p.end) for p in make_passages(doc.text, g)]
+        base += len(g)
+    return PreparedDocument(
+        doc,
+        [(s.start, s.end) for s in spans],
+        [doc.page_at(s.start) for s in spans],
+        [(p.first, p.last, p.start, p.end) for p in passages],
+    )
+
+
+SUPPORTED_LIST = (".txt", ".md", ".html", ".pdf", ".docx")
+
+
+def _load_corpus(corpus_dir: Path, old: LoadedIndex | None, progress: bool = False
+                 ) -> tuple[list[Document], list[Skipped], set[str]]:
+    """Every readable file as a Document; files whose bytes are unchanged are not parsed again.
+
+    Returns (documents, skipped, doc_ids reused from ``old`` as they are).
+    """
+    docs: list[Document] = []
+    skipped: list[Skipped] = []
+    reused: set[str] = set()
+    files = list(iter_files(corpus_dir))
+    if progress and len(files) > PROGRESS_MIN_FILES:
+        from tqdm import tqdm
+
+        files = tqdm(files, desc="reading", unit="file", leave=False)
+    for path, doc_id in files:
+        try:
+            data = read_file(path)
+            h = content_hash(data)
+            prev = old.docs.get(doc_id) if old is not None else None
+            if prev is not None and prev.content_hash == h:
+                reused.add(doc_id)
+                date = DocDate(prev.date_iso, prev.date_start, prev.date_end, prev.date_source or "text") if prev.date_iso else None
+                docs.append(Document(doc_id, prev.title, prev.text, h, date, prev.format, prev.page_starts, prev.furniture))
+            else:
+                docs.append(load_bytes(data, doc_id, content_hash_=h))
+        except DocumentError as e:
+            skipped.append(Skipped(doc_id, str(e)))
+    return docs, skipped, reused
 
 
 def build_index(
@@ -103,7 +179,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         try:
             old = LoadedIndex.open(index_dir)
         except IndexError_ as e:
-            log(f"note: previous index not reused ({e}); building from scratch")
+            problem = str(e).split(" — ")[0]  # the advice to rebuild is what happens next
+            log(f"note: previous index not reused ({problem}); building from scratch")
             old = None
     if encoder_name is None:
         encoder_name = old.encoder_name if old is not None else DEFAULT_ENCODER
@@ -111,36 +188,31 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         old.encoder_name != encoder_name
         or old.meta.get("splitter") != SPLITTER_VERSION
         or old.meta.get("annotator") != ANNOTATOR_VERSION
+        or old.meta.get("loader") != LOADER_VERSION
         or old.meta.get("terms") != TERMS_VERSION
     ):
-        log("note: index settings changed (encoder, splitter, annotator or terms); re-embedding everything")
+        log("note: index settings changed (encoder, splitter, annotator, loaders or terms); re-embedding everything")
         old = None
 
     report = BuildReport(index_dir=str(index_dir), encoder=encoder_name)
-    docs, skipped = load_folder(corpus_dir)
+    docs, skipped, reused = _load_corpus(corpus_dir, old, progress)
     report.skipped = skipped
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
     if not docs:
         raise BuildError(
-            f"nothing to index in {corpus_dir}: no readable .txt or .md files"
+            f"nothing to index in {corpus_dir}: no readable {', '.join(SUPPORTED_LIST)} files"
             + (f" ({len(skipped)} skipped)" if skipped else "")
         )
 
-    reused: dict[str, str] = {}  # doc_id -> doc_id in old index
-    new_docs: list[_NewDoc] = []
+    new_docs: list[PreparedDocument] = []
     for doc in docs:
-        prev = old.docs.get(doc.doc_id) if old is not None else None
-        if prev is not None and prev.content_hash == doc.content_hash:
-            reused[doc.doc_id] = doc.doc_id
+        if doc.doc_id in reused:
             report.unchanged.append(doc.doc_id)
             continue
+        prev = old.docs.get(doc.doc_id) if old is not None else None
         (report.changed if prev is not None else report.added).append(doc.doc_id)
-        spans = split_sentences(doc.text)
-        ps = make_passages(doc.text, spans)
-        new_docs.append(
-            _NewDoc(doc, [(s.start, s.end) for s in spans], [(p.first, p.last, p.start, p.end) for p in ps])
-        )
+        new_docs.append(prepare_document(doc))
     if old is not None:
         current = {d.doc_id for d in docs}
         report.removed = [d for d in old.docs if d not in current]
@@ -177,7 +249,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         if show:
             log(f"annotating {len(new_sent_texts)} sentences (entities, dates, numbers)")
         t = time.perf_counter()
-        new_mentions = annotate(new_sent_texts)
+        new_doc_dates = [nd.doc.date.iso if nd.doc.date else None for nd in new_docs for _ in nd.sents]
+        new_mentions = annotate(new_sent_texts, new_doc_dates)
         report.timings["annotate (spaCy, incl. load)"] = time.perf_counter() - t
         dim = encoder.dim
     else:
@@ -189,7 +262,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
     t_write = time.perf_counter()
     gen = new_generation_dir(index_dir)
     try:
-        settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, TERMS_VERSION)
+        settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, TERMS_VERSION,
+                                 loader=LOADER_VERSION)
         w = GenerationWriter(gen, settings)
         sent_terms, pass_terms = Bm25Builder(), Bm25Builder()
         # Terms of each title and each mention, so the answer step analyzes nothing per question.
@@ -209,7 +283,9 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
             po += len(nd.passages)
         for ord_, doc in enumerate(docs):
             date = (doc.date.iso, doc.date.start, doc.date.end) if doc.date else None
-            w.add_document(ord_, doc.doc_id, doc.title, doc.text, doc.content_hash, date)
+            w.add_document(ord_, doc.doc_id, doc.title, doc.text, doc.content_hash, date, format=doc.format,
+                           date_source=doc.date.source if doc.date else None, page_starts=doc.page_starts,
+                           furniture=doc.furniture)
             if doc.doc_id in reused:
                 assert old is not None
                 title_terms.add_from(old.title_terms, old.docs[doc.doc_id].ord, old.docs[doc.doc_id].ord)
@@ -218,7 +294,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                 sid_map = {o: sid + i for i, o in enumerate(old_sids)}
                 pid_map = {o: pid + i for i, o in enumerate(old_pids)}
                 w.add_sentences(
-                    (sid_map[o], doc.doc_id, i, int(old.sent_start[o]), int(old.sent_end[o]), pid_map[int(old.sent_passage[o])])
+                    (sid_map[o], doc.doc_id, i, int(old.sent_start[o]), int(old.sent_end[o]),
+                     pid_map[int(old.sent_passage[o])], old.sent_page[o])
                     for i, o in enumerate(old_sids)
                 )
                 w.add_passages(
@@ -226,7 +303,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                      int(old.pass_start[o]), int(old.pass_end[o]))
                     for o in old_pids
                 )
-                w.add_mentions((sid_map[o], s, e, lab) for o in old_sids for s, e, lab in old.mentions[o])
+                w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
+                w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
                 sent_vec_parts.append(old.sent_vecs[old_sids])
                 pass_vec_parts.append(old.pass_vecs[old_pids])
                 if len(old_sids):
@@ -245,22 +323,23 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                     for k in range(first, last + 1):
                         owner[k] = j
                 w.add_sentences(
-                    (sid + k, doc.doc_id, k, s, e, pid + owner[k]) for k, (s, e) in enumerate(nd.sents)
+                    (sid + k, doc.doc_id, k, s, e, pid + owner[k], nd.pages[k]) for k, (s, e) in enumerate(nd.sents)
                 )
                 w.add_passages(
                     (pid + j, doc.doc_id, sid + first, sid + last, s, e)
                     for j, (first, last, s, e) in enumerate(nd.passages)
                 )
                 w.add_mentions(
-                    (sid + k, m.start, m.end, m.label)
+                    (sid + k, m.start, m.end, m.label, m.value)
                     for k in range(len(nd.sents))
-                    for m in new_mentions[sent_off[i] + k]
+                    for m in new_mentions[sent_off[i] + k].mentions
                 )
+                w.add_parses((sid + k, new_mentions[sent_off[i] + k].parse.to_json()) for k in range(len(nd.sents)))
                 title_terms.add_texts([doc.title])
                 mention_terms.add_texts(
                     doc.text[s + m.start : s + m.end]
                     for k, (s, _) in enumerate(nd.sents)
-                    for m in new_mentions[sent_off[i] + k]
+                    for m in new_mentions[sent_off[i] + k].mentions
                 )
                 sent_terms.add_texts(doc.text[s:e] for s, e in nd.sents)
                 pass_terms.add_texts(doc.text[s:e] for _, _, s, e in nd.passages)

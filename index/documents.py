@@ -1,33 +1,49 @@
-"""Load documents from a folder: one loader per format, bad files skipped with a reason.
+"""Load documents from a folder: one extractor per format, bad files skipped with a reason.
 
-Every offset we ever store points into ``Document.text``, which is the file's decoded text
-unchanged (only a UTF-8 byte-order mark is dropped), so a citation can always be checked
-against the file itself.
+Every offset we ever store points into ``Document.text``. For ``.txt``/``.md`` that is the file's
+decoded text unchanged (only a byte-order mark is dropped), so a citation can be checked against
+the file itself; for HTML, PDF and .docx it is the text the extractor returned (see formats.py).
+
+``load_bytes(data, doc_id)`` turns the bytes of one file into a ``Document``; ``load_document``
+reads a path first (refusing links that go nowhere, non-files and files too large to read), and
+``load_folder`` does it for every supported file under a folder. A file that cannot be indexed
+raises ``DocumentError`` (or comes back as ``Skipped``) with a one-line reason.
 """
 
 from __future__ import annotations
 
+import bisect
+import errno
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown")
+from index.formats import EXTRACTORS, DocumentError, Extracted
+from index.furniture import FURNITURE_VERSION, find_furniture
+
+SUPPORTED_SUFFIXES = tuple(EXTRACTORS)
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# Changes whenever what a file turns into (text, title, date, pages, furniture) may change, so
+# the build re-processes files whose bytes did not change.
+LOADER_VERSION = f"loaders-2+{FURNITURE_VERSION}"
+
+__all__ = [
+    "DocDate", "Document", "DocumentError", "Skipped", "LOADER_VERSION", "SUPPORTED_SUFFIXES",
+    "load_bytes", "load_document", "load_folder", "read_file", "iter_files",
+]
 
 
 @dataclass(frozen=True)
 class DocDate:
     iso: str  # YYYY-MM-DD
-    start: int  # evidence span in the document text
-    end: int
-
-    @property
-    def text_span(self) -> tuple[int, int]:
-        return self.start, self.end
+    start: int | None  # evidence span in the document text; None when only metadata states it
+    end: int | None
+    source: str = "text"  # "dateline", "signature", or the metadata field ("pdf info", …)
 
 
 @dataclass(frozen=True)
@@ -37,16 +53,21 @@ class Document:
     text: str
     content_hash: str
     date: DocDate | None = None
+    format: str = "text"  # text, html, pdf, docx
+    page_starts: tuple[int, ...] = ()  # PDF: offset in `text` where page i+1 starts
+    furniture: tuple[tuple[int, int], ...] = ()  # spans of page furniture: never answerable
+
+    def page_at(self, offset: int) -> int | None:
+        """1-based page holding ``offset`` (PDF only)."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect.bisect_right(self.page_starts, offset))
 
 
 @dataclass(frozen=True)
 class Skipped:
     path: str
     reason: str
-
-
-class DocumentError(Exception):
-    """A file that cannot be indexed; the message is the one-line reason."""
 
 
 _MONTHS = {
@@ -121,7 +142,8 @@ def detect_document_date(text: str) -> DocDate | None:
     """
     lines = [m for m in re.finditer(r"[^\n]*\S[^\n]*", text)][:3]
     for m in lines:
-        dates = find_dates(text, m.start(), m.end())
+        # Only a date opening its line counts (see below): no need to scan a long line to its end.
+        dates = find_dates(text, m.start(), min(m.end(), m.start() + 80))
         # A dateline opens its line ("Islamabad, 13 April 2023 (TDI): …") or is a short line of
         # its own ("Interviews 14:54 27.05.2023"); a date mid-sentence is an event.
         dates = [
@@ -131,11 +153,11 @@ def detect_document_date(text: str) -> DocDate | None:
             or (d.start - m.start() <= 40 and re.match(r"\s*(?:[(:—–-]|$)", text[d.end : m.end()]))
         ]
         if dates:
-            return dates[0]
+            return DocDate(dates[0].iso, dates[0].start, dates[0].end, "dateline")
     for m in _SIGNATURE.finditer(text):
         dates = find_dates(text, m.start(), m.end())
         if dates:
-            return dates[-1]
+            return DocDate(dates[-1].iso, dates[-1].start, dates[-1].end, "signature")
     return None
 
 
@@ -150,53 +172,98 @@ def detect_title(text: str, suffix: str) -> str:
     return ""
 
 
-def decode(data: bytes, name: str) -> str:
-    if not data.strip():
-        raise DocumentError("empty file")
-    if b"\x00" in data[:8192]:
-        raise DocumentError("binary file (NUL bytes)")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DocumentError(f"not UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if not text.strip():
-        raise DocumentError("empty file (whitespace only)")
-    return text
+def _metadata_date(text: str, iso: str, source: str) -> DocDate:
+    """The metadata's date, with the place the text states it when it does (the first mention)."""
+    for d in find_dates(text):
+        if d.iso == iso:
+            return DocDate(iso, d.start, d.end, source)
+    return DocDate(iso, None, None, source)
 
 
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_document(path: Path, doc_id: str) -> Document:
-    """Read one file; raises DocumentError with a one-line reason when it cannot be indexed."""
-    try:
-        size = path.stat().st_size
-    except OSError as e:
-        raise DocumentError(f"cannot read: {e.strerror}") from None
-    if size > MAX_FILE_BYTES:
-        raise DocumentError(f"too large ({size // (1024 * 1024)} MB > {MAX_FILE_BYTES // (1024 * 1024)} MB)")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise DocumentError(f"cannot read: {e.strerror}") from None
-    text = decode(data, doc_id)
-    suffix = path.suffix.lower()
+def load_bytes(data: bytes, doc_id: str, *, content_hash_: str | None = None) -> Document:
+    """Turn the bytes of one file into a Document; its format comes from ``doc_id``'s suffix.
+
+    Raises DocumentError with a one-line reason when the file cannot be indexed. This is the
+    one entry for a folder's files and for an uploaded file alike::
+
+        >>> load_bytes(b"Title\\nIslamabad, 13 April 2023: talks began.", "a.txt").date.iso
+        '2023-04-13'
+    """
+    suffix = Path(doc_id).suffix.lower()
+    extractor = EXTRACTORS.get(suffix)
+    if extractor is None:
+        raise DocumentError(f"unsupported file type {suffix or '(none)'}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+    if len(data) > MAX_FILE_BYTES:
+        raise DocumentError(_too_large(len(data)))
+    ex: Extracted = extractor(data)
+    text = ex.text
+    title = ex.title or detect_title(text, suffix)
+    date_ = _metadata_date(text, ex.date_iso, ex.date_source or "metadata") if ex.date_iso else detect_document_date(text)
     return Document(
         doc_id=doc_id,
-        title=detect_title(text, suffix),
+        title=title,
         text=text,
-        content_hash=content_hash(data),
-        date=detect_document_date(text),
+        content_hash=content_hash_ or content_hash(data),
+        date=date_,
+        format=ex.format,
+        page_starts=ex.page_starts,
+        furniture=tuple(find_furniture(text, ex.page_starts)),
     )
 
 
+def _too_large(size: int) -> str:
+    return f"too large ({size / (1024 * 1024):.0f} MB > {MAX_FILE_BYTES // (1024 * 1024)} MB limit); split it"
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of one corpus file; DocumentError says why a path cannot be read."""
+    try:
+        st = os.stat(path)  # follows symbolic links
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DocumentError("symbolic link loop (the link points back at itself)") from None
+        if e.errno == errno.ENOENT and os.path.islink(path):
+            raise DocumentError(f"broken symbolic link (target {os.readlink(path)} does not exist)") from None
+        raise DocumentError(f"cannot read: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode) and os.path.islink(path):
+        raise DocumentError("symbolic link to a folder: not followed (a link can loop); index the folder itself")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "folder" if stat.S_ISDIR(st.st_mode) else "pipe" if stat.S_ISFIFO(st.st_mode) else "special file"
+        raise DocumentError(f"not a regular file (a {kind})")
+    if st.st_size > MAX_FILE_BYTES:
+        raise DocumentError(_too_large(st.st_size))
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # the file may grow while we read it
+    except PermissionError:
+        raise DocumentError("permission denied: cannot read the file (check its permissions)") from None
+    except OSError as e:
+        raise DocumentError(f"cannot read: {e.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise DocumentError(_too_large(len(data)))
+    return data
+
+
+def load_document(path: Path, doc_id: str) -> Document:
+    """Read one file; raises DocumentError with a one-line reason when it cannot be indexed."""
+    return load_bytes(read_file(path), doc_id)
+
+
 def iter_files(root: Path) -> Iterator[tuple[Path, str]]:
-    """(path, doc_id) for every supported file under root, sorted, hidden folders skipped."""
+    """(path, doc_id) for every supported file under root, sorted, hidden folders skipped.
+
+    Symbolic links to files are read (a broken one or a loop is reported by ``read_file``);
+    links to folders are not followed, so a link back up the tree cannot loop.
+    """
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for d in dirnames:
+            if os.path.islink(Path(dirpath) / d):  # reported, never walked into
+                yield Path(dirpath) / d, (Path(dirpath) / d).relative_to(root).as_posix()
         for name in sorted(filenames):
             if name.startswith(".") or not name.lower().endswith(SUPPORTED_SUFFIXES):
                 continue

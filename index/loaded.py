@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from index.annotate import EMPTY_PARSE, Parse
 from index.bm25 import Bm25Index
 from index.store import (
     CorruptIndexError,
@@ -36,6 +38,10 @@ class DocRecord:
     date_iso: str | None
     date_start: int | None
     date_end: int | None
+    format: str = "text"
+    date_source: str | None = None
+    page_starts: tuple[int, ...] = ()  # PDF: offset where page i+1 starts
+    furniture: tuple[tuple[int, int], ...] = ()  # page furniture: shown, never answerable
 
 
 class _RowView(Sequence):
@@ -66,9 +72,9 @@ class LoadedIndex:
 
     Attributes kept for readers: ``docs`` (doc_id → DocRecord, in corpus order), ``doc_sentences``
     / ``doc_passages`` (doc_id → range of ids), ``sent_doc`` / ``pass_doc`` (id → doc_id),
-    ``sent_text`` / ``pass_text`` (id → text), ``sent_start``, ``sent_end``, ``sent_passage``,
+    ``sent_text`` / ``pass_text`` (id → text), ``sent_start``, ``sent_end``, ``sent_passage``, ``sent_page``,
     ``pass_first``, ``pass_last``, ``pass_start``, ``pass_end`` (arrays), ``mentions`` (sentence id →
-    ``[(start, end, label)]``), ``sent_vecs`` / ``pass_vecs``, ``sent_faiss`` / ``pass_faiss``,
+    ``[(start, end, label, value)]``), ``parse(sid)`` (read on demand), ``sent_vecs`` / ``pass_vecs``, ``sent_faiss`` / ``pass_faiss``,
     ``sentence_terms`` / ``passage_terms`` (BM25), and the terms analyzed at index time for the
     answer step: ``doc_title_terms(doc_id)``, ``sentence_mention_terms(sid)``.
     """
@@ -80,6 +86,10 @@ class LoadedIndex:
         self.docs: dict[str, DocRecord] = {}
         self.doc_sentences: dict[str, range] = {}
         self.doc_passages: dict[str, range] = {}
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.Lock()
+        self._parses: dict[int, Parse] = {}
+        self._reading = gen_dir / "index.sqlite"  # the file being read, named if it is damaged
 
     @property
     def encoder_name(self) -> str:
@@ -90,16 +100,30 @@ class LoadedIndex:
         index_dir = Path(index_dir)
         gen = current_generation(index_dir)
         if gen is None:
+            cur = index_dir / "CURRENT"
+            if cur.is_file():
+                raise CorruptIndexError(
+                    f"index file {cur} names a generation that is missing — rebuild it: "
+                    f"qa index CORPUS --index {index_dir} --rebuild"
+                )
             raise NoIndexError(f"no index at {index_dir} — run: qa index CORPUS --index {index_dir}")
         meta = read_meta(gen)
         check_compatible(meta, index_dir)
         self = cls(index_dir, gen, meta)
         try:
             self._load()
-        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError, KeyError, IndexError) as e:
+        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError,
+                IndexError) as e:
+            # One line naming the damaged file (FAISS errors carry a multi-line C++ location).
+            if isinstance(e, FileNotFoundError):
+                problem = "is missing"
+            elif isinstance(e, RuntimeError) and "faiss" in str(e):
+                problem = "is damaged (not a complete FAISS index)"
+            else:
+                detail = (str(e).strip().splitlines() or [""])[-1][:200]
+                problem = f"is damaged ({type(e).__name__}: {detail})"
             raise CorruptIndexError(
-                f"index at {gen} is damaged ({type(e).__name__}: {e}) — rebuild it: "
-                f"qa index CORPUS --index {index_dir} --rebuild"
+                f"index file {self._reading} {problem} — rebuild it: qa index CORPUS --index {index_dir} --rebuild"
             ) from None
         return self
 
@@ -110,22 +134,33 @@ class LoadedIndex:
         db = sqlite3.connect(f"file:{gen / 'index.sqlite'}?mode=ro", uri=True)
         try:
             rows = db.execute(
-                "SELECT doc_id, ord, title, text, content_hash, date_iso, date_start, date_end "
-                "FROM documents ORDER BY ord"
+                "SELECT doc_id, ord, title, text, content_hash, date_iso, date_start, date_end, format, "
+                "date_source, page_starts, furniture FROM documents ORDER BY ord"
             ).fetchall()
         finally:
             db.close()
         self.doc_order: list[str] = [r[0] for r in rows]
         if [r[1] for r in rows] != list(range(len(rows))):
             raise ValueError("document order is not contiguous")
-        self.docs = {r[0]: DocRecord(*r) for r in rows}
+        # Page starts and furniture are "[]" for plain text: parse only what holds something.
+        self.docs = {
+            r[0]: DocRecord(
+                *r[:10],
+                page_starts=tuple(int(p) for p in json.loads(r[10])) if r[10] != "[]" else (),
+                furniture=tuple((int(a), int(b)) for a, b in json.loads(r[11])) if r[11] != "[]" else (),
+            )
+            for r in rows
+        }
 
-        srows = np.load(gen / "sentences.rows.npy", mmap_mode="r")
-        prows = np.load(gen / "passages.rows.npy", mmap_mode="r")
+        self._reading = gen / "sentences.rows.npy"
+        srows = np.load(self._reading, mmap_mode="r")
+        self._reading = gen / "passages.rows.npy"
+        prows = np.load(self._reading, mmap_mode="r")
         self.sent_doc_ord = np.ascontiguousarray(srows[:, 0])
         self.sent_start = np.ascontiguousarray(srows[:, 1])
         self.sent_end = np.ascontiguousarray(srows[:, 2])
         self.sent_passage = np.ascontiguousarray(srows[:, 3])
+        pages = np.ascontiguousarray(srows[:, 4])  # 0: no page
         self.pass_doc_ord = np.ascontiguousarray(prows[:, 0])
         self.pass_first = np.ascontiguousarray(prows[:, 1])
         self.pass_last = np.ascontiguousarray(prows[:, 2])
@@ -148,37 +183,73 @@ class LoadedIndex:
         self.pass_doc: Sequence[str] = _RowView(n_p, lambda i: order[pd[i]])
         self.sent_text: Sequence[str] = _RowView(n_s, lambda i: docs[order[sd[i]]].text[ss[i] : se[i]])
         self.pass_text: Sequence[str] = _RowView(n_p, lambda i: docs[order[pd[i]]].text[ps[i] : pe[i]])
+        self.sent_page: Sequence[int | None] = _RowView(n_s, lambda i: int(pages[i]) or None)  # 1-based PDF page
 
-        m = np.load(gen / "mentions.rows.npy", mmap_mode="r")
-        m_bounds = np.load(gen / "mentions.bounds.npy", mmap_mode="r")
+        self._reading = gen / "mentions.rows.npy"
+        m = np.load(self._reading, mmap_mode="r")
+        self._reading = gen / "mentions.bounds.npy"
+        m_bounds = np.load(self._reading, mmap_mode="r")
         if len(m_bounds) != n_s + 1 or int(m_bounds[-1]) != len(m):
             raise ValueError("mention bounds do not match the records")
         labels: list[str] = json.loads(self.meta.get("mention_labels", "[]"))
+        self._reading = gen / "mentions.values.json"
+        values: list[str | None] = [*json.loads(self._reading.read_text()), None]  # id -1: no value
 
-        def mentions_of(sid: int) -> list[tuple[int, int, str]]:
+        def mentions_of(sid: int) -> list[tuple[int, int, str, str | None]]:
             rows = m[int(m_bounds[sid]) : int(m_bounds[sid + 1])].tolist()
-            return [(s, e, labels[k]) for _, s, e, k in rows]
+            return [(s, e, labels[k], values[v]) for _, s, e, k, v in rows]
 
-        self.mentions: Sequence[list[tuple[int, int, str]]] = _RowView(n_s, mentions_of)
+        self.mentions: Sequence[list[tuple[int, int, str, str | None]]] = _RowView(n_s, mentions_of)
         self.n_mentions = len(m)
         self.mention_bounds = m_bounds  # mentions of sentence i are rows mention_bounds[i]:mention_bounds[i + 1]
 
-        self.sent_vecs = np.load(gen / "sentences.npy", mmap_mode="r")
-        self.pass_vecs = np.load(gen / "passages.npy", mmap_mode="r")
-        if self.sent_vecs.shape[0] != n_s or self.pass_vecs.shape[0] != n_p:
-            raise ValueError("vector count does not match the records")
+        self._reading = gen / "sentences.npy"
+        self.sent_vecs = np.load(self._reading, mmap_mode="r")
+        if self.sent_vecs.ndim != 2 or self.sent_vecs.shape[0] != n_s:
+            raise ValueError(f"{self.sent_vecs.shape[0]} vectors for {n_s} sentences")
+        self._reading = gen / "passages.npy"
+        self.pass_vecs = np.load(self._reading, mmap_mode="r")
+        if self.pass_vecs.ndim != 2 or self.pass_vecs.shape[0] != n_p:
+            raise ValueError(f"{self.pass_vecs.shape[0]} vectors for {n_p} passages")
+        self._reading = gen / "sentences.terms.json"
         self.sentence_terms = Bm25Index.load(gen, "sentences")
+        self._reading = gen / "passages.terms.json"
         self.passage_terms = Bm25Index.load(gen, "passages")
+        self._reading = gen / "titles.terms.json"
         self.title_terms = Bm25Index.load(gen, "titles")
+        self._reading = gen / "mentions.terms.json"
         self.mention_terms = Bm25Index.load(gen, "mentions")
         if (self.sentence_terms.n, self.passage_terms.n, self.title_terms.n, self.mention_terms.n) != (
             n_s, n_p, len(rows), len(m)
         ):
             raise ValueError("stored terms do not match the records")
-        self.pass_faiss = vector_index.load(gen / "passages.faiss", self.pass_vecs)
-        self.sent_faiss = vector_index.load(gen / "sentences.faiss", self.sent_vecs)
-        if self.pass_faiss.ntotal != n_p or self.sent_faiss.ntotal != n_s:
-            raise ValueError("FAISS index size does not match the records")
+        self._reading = gen / "passages.faiss"
+        self.pass_faiss = vector_index.load(self._reading, self.pass_vecs)
+        if self.pass_faiss.ntotal != n_p:
+            raise ValueError(f"{self.pass_faiss.ntotal} vectors for {n_p} passages")
+        self._reading = gen / "sentences.faiss"
+        self.sent_faiss = vector_index.load(self._reading, self.sent_vecs)
+        if self.sent_faiss.ntotal != n_s:
+            raise ValueError(f"{self.sent_faiss.ntotal} vectors for {n_s} sentences")
+
+    # --- parses: read on demand (only the few sentences an answer is chosen from need them) ---
+    def parse_json(self, sid: int) -> str:
+        with self._db_lock:
+            if self._db is None:
+                self._db = sqlite3.connect(
+                    f"file:{self.gen_dir / 'index.sqlite'}?mode=ro", uri=True, check_same_thread=False
+                )
+            row = self._db.execute("SELECT parse FROM parses WHERE sentence_id = ?", (int(sid),)).fetchone()
+        return row[0] if row else EMPTY_PARSE.to_json()
+
+    def parse(self, sid: int) -> Parse:
+        got = self._parses.get(sid)
+        if got is None:
+            got = Parse.from_json(self.parse_json(sid))
+            if len(self._parses) > 50_000:
+                self._parses.clear()
+            self._parses[sid] = got
+        return got
 
     def doc_title_terms(self, doc_id: str) -> frozenset[str]:
         """Content terms of a document's title (analyzed at index time)."""

@@ -5,13 +5,14 @@ Layout::
     INDEX_DIR/
       CURRENT            name of the live generation (replaced with os.replace: atomic)
       gen-<id>/          one complete build
-        index.sqlite     meta, documents, sentences, passages, mentions (the records)
+        index.sqlite     meta, documents, sentences, passages, mentions, parses (the records)
         {sentences,passages}.npy         vectors (row = id), memory-mapped when loaded
         {sentences,passages}.faiss       vector index over them (ids = row numbers), and
         {sentences,passages}.vectors.json  the structure chosen and how it was trained
         {sentences,passages}.rows.npy    the numeric columns of the records, so loading does no
         mentions.{rows,bounds}.npy       per-row work: doc ord, offsets, owning passage / first and
-                                         last sentence; mentions sorted by sentence
+        mentions.values.json             last sentence, page; mentions sorted by sentence, with
+                                         label and value ids
         {sentences,passages}.terms.*     BM25 terms and postings (see bm25.py)
       .lock              held by a running build
 
@@ -32,25 +33,33 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = "2"  # 2: BM25 and record columns stored as arrays
+# 2: documents carry their format, date source, PDF page starts and page-furniture spans;
+#    sentences carry their page.
+# 3: mentions carry a normalised value (ISO date, number); every sentence has a stored parse.
+# 4: BM25 terms and postings, title and mention terms, and the records' numeric columns stored as
+#    arrays (loading does no per-row work); vector index plan beside each .faiss.
+FORMAT_VERSION = "4"
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE documents (
     doc_id TEXT PRIMARY KEY, ord INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL,
-    content_hash TEXT NOT NULL, date_iso TEXT, date_start INTEGER, date_end INTEGER
+    content_hash TEXT NOT NULL, date_iso TEXT, date_start INTEGER, date_end INTEGER,
+    format TEXT NOT NULL DEFAULT 'text', date_source TEXT,
+    page_starts TEXT NOT NULL DEFAULT '[]', furniture TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE sentences (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, idx INTEGER NOT NULL,
-    start INTEGER NOT NULL, "end" INTEGER NOT NULL, passage_id INTEGER NOT NULL
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, passage_id INTEGER NOT NULL, page INTEGER
 );
 CREATE TABLE passages (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, first_sentence INTEGER NOT NULL,
     last_sentence INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL
 );
 CREATE TABLE mentions (
-    sentence_id INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, label TEXT NOT NULL
+    sentence_id INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL, label TEXT NOT NULL, value TEXT
 );
+CREATE TABLE parses (sentence_id INTEGER PRIMARY KEY, parse TEXT NOT NULL);
 CREATE INDEX sentences_doc ON sentences(doc_id);
 CREATE INDEX mentions_sentence ON mentions(sentence_id);
 """
@@ -80,6 +89,7 @@ class IndexSettings:
     annotator: str
     terms: str = ""
     format: str = FORMAT_VERSION
+    loader: str = ""
 
     def as_meta(self) -> dict[str, str]:
         return {
@@ -89,6 +99,7 @@ class IndexSettings:
             "splitter": self.splitter,
             "annotator": self.annotator,
             "terms": self.terms,
+            "loader": self.loader,
         }
 
 
@@ -156,22 +167,27 @@ class GenerationWriter:
         self._pass_rows: list[np.ndarray] = []
         self._mention_rows: list[np.ndarray] = []
         self._labels: dict[str, int] = {}
+        self._values: dict[str | None, int] = {None: -1}
 
     def add_document(self, ord_: int, doc_id: str, title: str, text: str, content_hash: str,
-                     date: tuple[str, int, int] | None) -> None:
+                     date: tuple[str, int | None, int | None] | None, *, format: str = "text",
+                     date_source: str | None = None, page_starts: Iterable[int] = (),
+                     furniture: Iterable[tuple[int, int]] = ()) -> None:
         d = date or (None, None, None)
         self._ord[doc_id] = ord_
         self.db.execute(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
-            (doc_id, ord_, title, text, content_hash, d[0], d[1], d[2]),
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (doc_id, ord_, title, text, content_hash, d[0], d[1], d[2], format, date_source,
+             json.dumps(list(page_starts)), json.dumps([list(f) for f in furniture])),
         )
 
-    def add_sentences(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
-        """Rows ``(id, doc_id, idx, start, end, passage_id)``, in id order."""
+    def add_sentences(self, rows: Iterable[tuple[int, str, int, int, int, int, int | None]]) -> None:
+        """Rows ``(id, doc_id, idx, start, end, passage_id, page or None)``, in id order."""
         rows = list(rows)
-        self.db.executemany("INSERT INTO sentences VALUES (?,?,?,?,?,?)", rows)
+        self.db.executemany("INSERT INTO sentences VALUES (?,?,?,?,?,?,?)", rows)
         if rows:
-            self._sent_rows.append(np.array([(self._ord[r[1]], r[3], r[4], r[5]) for r in rows], dtype=np.int64))
+            # page 0 stands for "no page" (pages are 1-based)
+            self._sent_rows.append(np.array([(self._ord[r[1]], r[3], r[4], r[5], r[6] or 0) for r in rows], dtype=np.int64))
 
     def add_passages(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
         """Rows ``(id, doc_id, first_sentence, last_sentence, start, end)``, in id order."""
@@ -180,15 +196,19 @@ class GenerationWriter:
         if rows:
             self._pass_rows.append(np.array([(self._ord[r[1]], r[2], r[3], r[4], r[5]) for r in rows], dtype=np.int64))
 
-    def add_mentions(self, rows: Iterable[tuple[int, int, int, str]]) -> None:
-        """Rows ``(sentence_id, start, end, label)``, in sentence order."""
+    def add_mentions(self, rows: Iterable[tuple[int, int, int, str, str | None]]) -> None:
+        """Rows ``(sentence_id, start, end, label, value or None)``, in sentence order."""
         rows = list(rows)
-        self.db.executemany("INSERT INTO mentions VALUES (?,?,?,?)", rows)
+        self.db.executemany("INSERT INTO mentions VALUES (?,?,?,?,?)", rows)
         if rows:
-            labels = self._labels
+            labels, values = self._labels, self._values
             self._mention_rows.append(np.array(
-                [(r[0], r[1], r[2], labels.setdefault(r[3], len(labels))) for r in rows], dtype=np.int32
+                [(r[0], r[1], r[2], labels.setdefault(r[3], len(labels)), values.setdefault(r[4], len(values) - 1))
+                 for r in rows], dtype=np.int32
             ))
+
+    def add_parses(self, rows: Iterable[tuple[int, str]]) -> None:
+        self.db.executemany("INSERT INTO parses VALUES (?,?)", rows)
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -217,9 +237,9 @@ class GenerationWriter:
         def stack(parts: list[np.ndarray], width: int, dtype: type) -> np.ndarray:
             return np.concatenate(parts) if parts else np.zeros((0, width), dtype=dtype)
 
-        np.save(self.dir / "sentences.rows.npy", stack(self._sent_rows, 4, np.int64))
+        np.save(self.dir / "sentences.rows.npy", stack(self._sent_rows, 5, np.int64))
         np.save(self.dir / "passages.rows.npy", stack(self._pass_rows, 5, np.int64))
-        mentions = stack(self._mention_rows, 4, np.int32)
+        mentions = stack(self._mention_rows, 5, np.int32)
         # Stable sort by sentence: a sentence's mentions keep the order the annotator gave them.
         mentions = mentions[np.argsort(mentions[:, 0], kind="stable")]
         np.save(self.dir / "mentions.rows.npy", mentions)
@@ -228,6 +248,8 @@ class GenerationWriter:
         np.cumsum(np.bincount(mentions[:, 0], minlength=n_sent)[:n_sent], out=bounds[1:])
         np.save(self.dir / "mentions.bounds.npy", bounds)
         self.set_meta("mention_labels", json.dumps(list(self._labels)))
+        # Mention values (ISO dates, numbers) by id; -1 is "no value".
+        (self.dir / "mentions.values.json").write_text(json.dumps([v for v in self._values if v is not None]))
         self.db.commit()
         self.db.close()
         # Every file goes to disk before the generation is published.

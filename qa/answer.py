@@ -77,7 +77,7 @@ class AnswerStep:
         got = self._mention_terms.get(sid)
         if got is None:
             text = self.index.sent_text[sid]
-            got = [frozenset(content_terms(text[s:e])) for s, e, _ in self.index.mentions[sid]]
+            got = [frozenset(content_terms(text[s:e])) for s, e, *_ in self.index.mentions[sid]]
             self._mention_terms[sid] = got
         return got
 
@@ -110,7 +110,7 @@ class AnswerStep:
         labels = TYPE_LABELS[q.expected]
         qterms = set(q.terms)
         out = []
-        for (s, e, label), mention_terms in zip(self.index.mentions[sid], self.mention_terms(sid), strict=True):
+        for (s, e, label, _v), mention_terms in zip(self.index.mentions[sid], self.mention_terms(sid), strict=True):
             if label not in labels:
                 continue
             if mention_terms and mention_terms <= qterms:
@@ -227,7 +227,7 @@ class AnswerStep:
         """Noun phrases and entities of the sentence that the question does not already name."""
         qterms = set(q.terms)
         out = []
-        for (s, e, label), terms in zip(self.index.mentions[sid], self.mention_terms(sid), strict=True):
+        for (s, e, label, _v), terms in zip(self.index.mentions[sid], self.mention_terms(sid), strict=True):
             if not terms - qterms:
                 continue
             out.append(Span(s, e, label))

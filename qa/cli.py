@@ -44,8 +44,9 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
 
     pi = sub.add_parser(
         "index",
-        help="index (or update the index of) a folder of .txt/.md documents",
-        description="Index every .txt and .md file under CORPUS (recursively). Re-running only "
+        help="index (or update the index of) a folder of documents (.txt .md .html .pdf .docx)",
+        description="Index every .txt, .md, .html/.htm, .pdf and .docx file under CORPUS (recursively); files "
+        "that cannot be read are skipped with a reason. Re-running only "
         "re-embeds new or changed files and drops deleted ones. The index is replaced atomically: "
         "an interrupted build leaves the previous index usable.",
     )
@@ -156,7 +157,8 @@ def render_human(ans: dict, color: bool) -> str:
         lines.append(f"  confidence {ans['confidence']:.2f}")
     for i, c in enumerate(ans["citations"], 1):
         sent = hl(c["sentence"], c.get("answer_start"), c.get("answer_end"))
-        meta = c["title"][:80] + (f" — {c['date']}" if c.get("date") else "") + f" — {c['doc_id']} [{c['start']}:{c['end']}]"
+        meta = (c["title"][:80] + (f" — {c['date']}" if c.get("date") else "") + f" — {c['doc_id']}"
+                + (f" p. {c['page']}" if c.get("page") else "") + f" [{c['start']}:{c['end']}]")
         lines.append(f"[{i}] {sent}")
         lines.append(f"    {_DIM}{meta}{_RESET}" if color else f"    {meta}")
     return "\n".join(lines)

@@ -81,6 +81,7 @@ class Engine:
             answer_end=span[1] if span else None,
             date=doc.date_iso,
             passage_id=int(self.index.sent_passage[sid]),
+            page=self.index.sent_page[sid],
         )
 
     # --- asking ---------------------------------------------------------------------------

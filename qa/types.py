@@ -23,6 +23,7 @@ class Citation:
     answer_end: int | None = None
     date: str | None = None  # the document's ISO date, when the text states one
     passage_id: int | None = None
+    page: int | None = None  # 1-based page of the sentence, for documents that have pages (PDF)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -47,3 +47,16 @@ def corpus_copy(tmp_path: Path) -> Path:
     dst = tmp_path / "corpus"
     shutil.copytree(CORPUS, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def live_server(demo_index: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`qa serve` over the demo index as a subprocess on a free loopback port; yields its base URL."""
+    from eval.load import start_server, stop_server
+
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    server = start_server(demo_index, log=log)
+    try:
+        yield server.url
+    finally:
+        stop_server(server)

@@ -117,7 +117,7 @@ def _check_stored_terms(index_dir: Path) -> None:
         assert idx.doc_title_terms(doc_id) == frozenset(index_terms(rec.title))
     for sid in range(idx.n_sentences()):
         text = idx.sent_text[sid]
-        assert idx.sentence_mention_terms(sid) == [frozenset(index_terms(text[s:e])) for s, e, _ in idx.mentions[sid]]
+        assert idx.sentence_mention_terms(sid) == [frozenset(index_terms(text[s:e])) for s, e, *_ in idx.mentions[sid]]
         assert idx.sentence_terms.tokens[sid] == index_terms(text)
     for pid in range(idx.n_passages()):
         assert idx.passage_terms.tokens[pid] == index_terms(idx.pass_text[pid])

@@ -77,10 +77,11 @@ def test_bad_files_skipped_and_reported_by_the_cli(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "skipped empty.txt: empty file" in r.stderr
     assert "skipped image.md: binary file" in r.stderr
-    assert "skipped old.txt: not UTF-8" in r.stderr
-    assert "indexed 1 documents" in r.stdout and "3 skipped" in r.stdout
+    assert "old.txt" not in r.stderr  # latin-1: decoded, not skipped
+    assert "indexed 2 documents" in r.stdout and "2 skipped" in r.stdout
     r = run_qa("ask", "--index", str(tmp_path / "ix"), "--json", AZAL)
     assert json.loads(r.stdout)["citations"][0]["doc_id"] == "003_fdf2c5db0e68fe77.txt"
+    assert run_qa("show", "--index", str(tmp_path / "ix"), "old.txt").stdout == "na\u00efve caf\u00e9\n"
 
 
 def test_nothing_indexable_fails_and_keeps_the_old_index(tmp_path: Path, index_copy: Path) -> None:

@@ -44,7 +44,7 @@ def test_markdown_title_and_recursive_doc_ids(tmp_path: Path) -> None:
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
     (tmp_path / "sub" / "deeper" / "note.md").write_text("intro line\n\n# The Real Title\n\nBody.\n")
     (tmp_path / "a.txt").write_text("\n\n  First line title  \nBody.")
-    (tmp_path / "ignored.pdf").write_bytes(b"%PDF-1.4")
+    (tmp_path / "ignored.rtf").write_bytes(b"{\\rtf1 not a supported format}")
     docs, skipped = load_folder(tmp_path)
     assert {d.doc_id: d.title for d in docs} == {"a.txt": "First line title", "sub/deeper/note.md": "The Real Title"}
     assert skipped == []
@@ -55,11 +55,11 @@ def test_bad_files_are_skipped_with_reasons(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "blank.md").write_text("   \n\n ")
     (tmp_path / "binary.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4")
     docs, skipped = load_folder(tmp_path)
     assert [d.doc_id for d in docs] == ["good.txt"]
     reasons = {s.path: s.reason for s in skipped}
-    assert set(reasons) == {"empty.txt", "blank.md", "binary.txt", "latin1.txt"}
+    assert set(reasons) == {"empty.txt", "blank.md", "binary.txt", "broken.pdf"}
     assert "empty" in reasons["empty.txt"] and "empty" in reasons["blank.md"]
     assert "binary" in reasons["binary.txt"]
-    assert "UTF-8" in reasons["latin1.txt"]
+    assert "unreadable PDF" in reasons["broken.pdf"]

@@ -37,9 +37,12 @@ from starlette.exceptions import HTTPException
 
 from index.store import IndexError_, NoIndexError, current_generation
 from qa.engine import MAX_K, MAX_QUESTION_CHARS, Engine, QuestionError
+from web.batching import BatchingEncoder
 
 HERE = Path(__file__).resolve().parent
 INDEX_ENV = "CITEQA_INDEX"  # how `serve --workers N` hands the index folder to each worker process
+# "0" encodes each request's question on its own (to measure what batching buys: python -m eval.load --no-batch).
+BATCH_ENV = "CITEQA_BATCH_QUESTIONS"
 
 EXAMPLES = (
     "when were direct AZAL flights announced",
@@ -95,6 +98,7 @@ class CitationOut(BaseModel):
     answer_start: int | None = Field(None, description="start of the answer phrase inside `sentence`")
     answer_end: int | None = None
     date: str | None = Field(None, description="the document's ISO date, when its text states one")
+    page: int | None = Field(None, description="1-based page of the sentence, for documents with pages (PDF)")
 
 
 class AnswerOut(BaseModel):
@@ -156,19 +160,27 @@ class EngineHolder:
 
     RETRY_SECONDS = 2.0
 
-    def __init__(self, index_dir: Path, engine: Engine | None = None) -> None:
+    def __init__(self, index_dir: Path, engine: Engine | None = None, *, batch_questions: bool = True) -> None:
         self.index_dir = index_dir
-        self.engine = engine
+        self.batch_questions = batch_questions
+        self.engine = self._serving(engine) if engine is not None else None
         self.error: str | None = None
         self._lock = threading.Lock()
         self._tried_at = 0.0
         if engine is None:
             self._open()
 
+    def _serving(self, engine: Engine) -> Engine:
+        """The engine as this server runs it: concurrent requests' questions encoded in one batch
+        (a new Engine over the same loaded index, so a caller's engine is left as it was)."""
+        if not self.batch_questions or isinstance(engine.encoder, BatchingEncoder):
+            return engine
+        return Engine(engine.index, BatchingEncoder(engine.encoder))
+
     def _open(self) -> None:
         self._tried_at = time.monotonic()
         try:
-            self.engine = Engine.open(self.index_dir)
+            self.engine = self._serving(Engine.open(self.index_dir))
             self.error = None
         except NoIndexError:
             self.error = f"There is no index at {self.index_dir} yet."
@@ -297,15 +309,20 @@ def wants_html(request: Request) -> bool:
 
 
 # --- the app ------------------------------------------------------------------------------------
-def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = None) -> FastAPI:
+def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = None,
+               batch_questions: bool | None = None) -> FastAPI:
     """The chat and API over the index at ``index_dir`` (or a ready ``engine`` for it).
 
     A missing index does not stop the app: pages say how to build one, the API answers 503.
+    ``batch_questions`` (default: on, unless ``CITEQA_BATCH_QUESTIONS=0``) encodes the questions of
+    concurrent requests together (see web/batching.py).
     """
     if index_dir is None:
         index_dir = os.environ.get(INDEX_ENV, ".citeqa")
     index_dir = Path(index_dir)
-    holder = EngineHolder(index_dir, engine)
+    if batch_questions is None:
+        batch_questions = os.environ.get(BATCH_ENV, "1") != "0"
+    holder = EngineHolder(index_dir, engine, batch_questions=batch_questions)
 
     app = FastAPI(
         title="citeqa",
@@ -442,10 +459,11 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
     def index_page(q: str | None = Query(None, max_length=MAX_QUESTION_CHARS * 2)) -> HTMLResponse:
         return chat(q)
 
-    @app.post("/", response_class=HTMLResponse, include_in_schema=False)
-    def index_post(question: str = Form("", max_length=MAX_QUESTION_CHARS * 2)) -> HTMLResponse:
-        # The form without JavaScript: render the answer into the page (with JS, chat.js uses the API).
-        return chat(question)
+    @app.post("/", include_in_schema=False)
+    def index_post(question: str = Form("", max_length=MAX_QUESTION_CHARS * 2)) -> Response:
+        # The form without JavaScript (with JS, chat.js uses the API). Post/redirect/get: the answer
+        # page has an address, so a reload shows the answer again instead of asking to resend a form.
+        return RedirectResponse("/?" + urlencode({"q": question}), status_code=303)
 
     @app.get("/doc/{doc_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def doc_page(

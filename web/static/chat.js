@@ -98,6 +98,7 @@
       t.dateTime = c.date;
       meta.append(t);
     }
+    if (Number.isInteger(c.page)) meta.append(el("span", "page", `p. ${c.page}`));
     meta.append(el("span", "doc-id", c.doc_id));
     body.append(quote, meta);
     li.append(num, body);
@@ -236,6 +237,11 @@
     history.push(item);
     history = history.slice(-KEEP);
     save();
+    // A question that got no answer goes back into the box (unless a new one is being typed), so nothing is lost.
+    if (item.error && !input.value.trim()) {
+      input.value = question;
+      autosize();
+    }
     const done = renderExchange(item);
     wrap.replaceWith(done);
     reveal(done);
@@ -303,6 +309,7 @@
   const serverExchange = document.getElementById("server-exchange");
   if (serverExchange) serverExchange.remove();
   renderAll();
+  if (input.value) autosize(); // a question the server handed back after an error
   // Focus the box on desktops; on phones it would pop the keyboard over the page.
   if (!input.disabled && !window.matchMedia("(pointer: coarse)").matches) input.focus();
 })();
