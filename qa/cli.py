@@ -53,7 +53,8 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
     pi.add_argument("corpus", type=Path, metavar="CORPUS", help="folder of documents")
     pi.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
     pi.add_argument("--encoder", choices=["minilm", "minilm-int8"], default=None,
-                    help="embedding model (default: the one the existing index uses, else minilm)")
+                    help="embedding model: minilm-int8 (int8 ONNX, no torch) or minilm (fp32 torch); "
+                    "default: the one the existing index uses, else minilm-int8")
     pi.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
     pi.add_argument("--json", action="store_true", help="print the build report as JSON")
     pi.add_argument("-q", "--quiet", action="store_true", help="no progress output")
