@@ -34,9 +34,10 @@ class PlainSearch:
         texts = dict(db.execute("SELECT doc_id, text FROM documents"))
         self.sentences = [texts[d][s:e] for d, s, e in db.execute('SELECT doc_id, start, "end" FROM sentences ORDER BY id')]
         db.close()
-        vecs = np.load(gen / "sentences.npy")
+        vecs = np.load(gen / "sentences.npy", mmap_mode="r")
         self.flat = faiss.IndexFlatIP(vecs.shape[1])
-        self.flat.add(vecs)
+        for a in range(0, len(vecs), 65_536):  # in chunks: the flat index holds the only full copy
+            self.flat.add(np.ascontiguousarray(vecs[a : a + 65_536]))
         if model is None:
             from sentence_transformers import SentenceTransformer
 

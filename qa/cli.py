@@ -267,5 +267,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def entry() -> None:
+    """The `qa` console script. After `qa ask` the process ends without the interpreter's
+    clean-up (unloading onnxruntime, FAISS and numpy took ~0.35 s of a ~2 s cold question on the
+    shared machine): an answer reads the index and writes nothing but stdout, which is flushed."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv[:1] == ["ask"]:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BrokenPipeError:
+            pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
