@@ -9,11 +9,12 @@
   to scan ``MIN_SCAN`` vectors if that is more.
   Codes take a quarter of float vectors' memory and a quarter of the scan's memory traffic.
 
-Why IVF and not HNSW, measured on 1M passages made of real MiniLM sentence vectors (eval/scale.py,
-2 shared cores): IVF4096,SQ8 with nprobe 128 and the re-rank gave recall@10 0.984 against exact
-search at ~1.3 ms a query; HNSW32 (efSearch 128) reached only 0.88 recall@10 on 200k topical
-passages (near-duplicate neighbourhoods defeat its greedy graph walk), took 2-4x longer to build,
-and cannot be updated in place, while IVF's trained centroids carry over to the next build.
+Why IVF and not HNSW, measured with real MiniLM sentence vectors (eval/scale.py's pool, 2 shared
+cores): on 1M passages IVF4096,SQ8 with nprobe 128 and the re-rank gave recall@10 0.984-0.989
+against exact search at ~1.3 ms a query; on 200k topical passages HNSW32 reached only 0.88
+recall@10 at efSearch 128 (IVF2048,SQ8: 0.977 at nprobe 128; near-duplicate neighbourhoods defeat
+HNSW's greedy walk) and took 68 s to build against 39 s; and HNSW cannot be updated in place,
+while IVF's trained centroids carry over to the next build.
 
 Ids are always row numbers of the generation being written: every build adds the vectors in row
 order to a fresh (or freshly emptied) index, so no id can ever point at a stale row — the classic
