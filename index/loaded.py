@@ -1,16 +1,24 @@
-"""A generation of the index read into memory: the only long-lived state of a running citeqa."""
+"""A generation of the index read into memory: the only long-lived state of a running citeqa.
+
+Loading does no per-row Python work: documents come from SQLite (one row each), everything per
+sentence or passage (offsets, owners, mentions, vectors, BM25 postings) is a NumPy array saved at
+index time and memory-mapped here, and the per-row views (``sent_text``, ``sent_doc``,
+``mentions``) are computed on access. So a cold `qa ask` pays for what one question touches.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from index.annotate import EMPTY_PARSE, Parse
+from index.bm25 import Bm25Index
 from index.store import (
     CorruptIndexError,
     NoIndexError,
@@ -37,16 +45,48 @@ class DocRecord:
     furniture: tuple[tuple[int, int], ...] = ()  # page furniture: shown, never answerable
 
 
+class _RowView(Sequence):
+    """A read-only sequence computed per item from arrays (``len``, index, iterate)."""
+
+    def __init__(self, n: int, get) -> None:
+        self._n = n
+        self._get = get
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return self._get(i)
+
+    def __iter__(self) -> Iterator:
+        return (self._get(j) for j in range(self._n))
+
+
 class LoadedIndex:
-    """Documents, sentences, passages, mentions and vectors of one generation, in memory."""
+    """Documents, sentences, passages, mentions, vectors and BM25 terms of one generation.
+
+    Attributes kept for readers: ``docs`` (doc_id → DocRecord, in corpus order), ``doc_sentences``
+    / ``doc_passages`` (doc_id → range of ids), ``sent_doc`` / ``pass_doc`` (id → doc_id),
+    ``sent_text`` / ``pass_text`` (id → text), ``sent_start``, ``sent_end``, ``sent_passage``, ``sent_page``,
+    ``pass_first``, ``pass_last``, ``pass_start``, ``pass_end`` (arrays), ``mentions`` (sentence id →
+    ``[(start, end, label, value)]``), ``parse(sid)`` (read on demand), ``sent_vecs`` / ``pass_vecs``, ``sent_faiss`` / ``pass_faiss``,
+    ``sentence_terms`` / ``passage_terms`` (BM25), and the terms analyzed at index time for the
+    answer step: ``doc_title_terms(doc_id)``, ``sentence_mention_terms(sid)``.
+    """
 
     def __init__(self, index_dir: Path, gen_dir: Path, meta: dict[str, str]) -> None:
         self.index_dir = index_dir
         self.gen_dir = gen_dir
         self.meta = meta
         self.docs: dict[str, DocRecord] = {}
-        self.doc_sentences: dict[str, list[int]] = {}
-        self.doc_passages: dict[str, list[int]] = {}
+        self.doc_sentences: dict[str, range] = {}
+        self.doc_passages: dict[str, range] = {}
         self._db: sqlite3.Connection | None = None
         self._db_lock = threading.Lock()
         self._parses: dict[int, Parse] = {}
@@ -74,7 +114,8 @@ class LoadedIndex:
         self = cls(index_dir, gen, meta)
         try:
             self._load()
-        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError) as e:
+        except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError,
+                IndexError) as e:
             # One line naming the damaged file (FAISS errors carry a multi-line C++ location).
             if isinstance(e, FileNotFoundError):
                 problem = "is missing"
@@ -91,67 +132,107 @@ class LoadedIndex:
     def _load(self) -> None:
         from index import vectors as vector_index
 
-        db = sqlite3.connect(f"file:{self.gen_dir / 'index.sqlite'}?mode=ro", uri=True)
+        gen = self.gen_dir
+        db = sqlite3.connect(f"file:{gen / 'index.sqlite'}?mode=ro", uri=True)
         try:
-            for row in db.execute(
+            rows = db.execute(
                 "SELECT doc_id, ord, title, text, content_hash, date_iso, date_start, date_end, format, "
                 "date_source, page_starts, furniture FROM documents ORDER BY ord"
-            ):
-                pages = tuple(int(p) for p in json.loads(row[10]))
-                furniture = tuple((int(a), int(b)) for a, b in json.loads(row[11]))
-                self.docs[row[0]] = DocRecord(*row[:10], page_starts=pages, furniture=furniture)
-                self.doc_sentences[row[0]] = []
-                self.doc_passages[row[0]] = []
-            srows = db.execute(
-                'SELECT id, doc_id, start, "end", passage_id, page FROM sentences ORDER BY id'
             ).fetchall()
-            prows = db.execute(
-                'SELECT id, doc_id, first_sentence, last_sentence, start, "end" FROM passages ORDER BY id'
-            ).fetchall()
-            mrows = db.execute('SELECT sentence_id, start, "end", label, value FROM mentions').fetchall()
         finally:
             db.close()
-        if [r[0] for r in srows] != list(range(len(srows))):
-            raise ValueError("sentence ids are not contiguous")
-        self.sent_doc: list[str] = [r[1] for r in srows]
-        self.sent_start = np.array([r[2] for r in srows], dtype=np.int64)
-        self.sent_end = np.array([r[3] for r in srows], dtype=np.int64)
-        self.sent_passage = np.array([r[4] for r in srows], dtype=np.int64)
-        self.sent_page: list[int | None] = [r[5] for r in srows]  # 1-based PDF page, else None
-        self.sent_text: list[str] = [
-            self.docs[d].text[s:e] for d, s, e in zip(self.sent_doc, self.sent_start, self.sent_end, strict=True)
-        ]
-        for i, d in enumerate(self.sent_doc):
-            self.doc_sentences[d].append(i)
-        self.pass_doc: list[str] = [r[1] for r in prows]
-        self.pass_first = np.array([r[2] for r in prows], dtype=np.int64)
-        self.pass_last = np.array([r[3] for r in prows], dtype=np.int64)
-        self.pass_start = np.array([r[4] for r in prows], dtype=np.int64)
-        self.pass_end = np.array([r[5] for r in prows], dtype=np.int64)
-        self.pass_text: list[str] = [
-            self.docs[d].text[s:e] for d, s, e in zip(self.pass_doc, self.pass_start, self.pass_end, strict=True)
-        ]
-        for i, d in enumerate(self.pass_doc):
-            self.doc_passages[d].append(i)
-        self.mentions: list[list[tuple[int, int, str, str | None]]] = [[] for _ in srows]
-        for sid, s, e, label, value in mrows:
-            self.mentions[sid].append((s, e, label, value))
-        self._reading = self.gen_dir / "sentences.npy"
-        self.sent_vecs = np.load(self._reading)
-        if self.sent_vecs.ndim != 2 or self.sent_vecs.shape[0] != len(srows):
-            raise ValueError(f"{self.sent_vecs.shape[0]} vectors for {len(srows)} sentences")
-        self._reading = self.gen_dir / "passages.npy"
-        self.pass_vecs = np.load(self._reading)
-        if self.pass_vecs.ndim != 2 or self.pass_vecs.shape[0] != len(prows):
-            raise ValueError(f"{self.pass_vecs.shape[0]} vectors for {len(prows)} passages")
-        self._reading = self.gen_dir / "passages.faiss"
-        self.pass_faiss = vector_index.load(self._reading)
-        if self.pass_faiss.ntotal != len(prows):
-            raise ValueError(f"{self.pass_faiss.ntotal} vectors for {len(prows)} passages")
-        self._reading = self.gen_dir / "sentences.faiss"
-        self.sent_faiss = vector_index.load(self._reading)
-        if self.sent_faiss.ntotal != len(srows):
-            raise ValueError(f"{self.sent_faiss.ntotal} vectors for {len(srows)} sentences")
+        self.doc_order: list[str] = [r[0] for r in rows]
+        if [r[1] for r in rows] != list(range(len(rows))):
+            raise ValueError("document order is not contiguous")
+        # Page starts and furniture are "[]" for plain text: parse only what holds something.
+        self.docs = {
+            r[0]: DocRecord(
+                *r[:10],
+                page_starts=tuple(int(p) for p in json.loads(r[10])) if r[10] != "[]" else (),
+                furniture=tuple((int(a), int(b)) for a, b in json.loads(r[11])) if r[11] != "[]" else (),
+            )
+            for r in rows
+        }
+
+        self._reading = gen / "sentences.rows.npy"
+        srows = np.load(self._reading, mmap_mode="r")
+        self._reading = gen / "passages.rows.npy"
+        prows = np.load(self._reading, mmap_mode="r")
+        self.sent_doc_ord = np.ascontiguousarray(srows[:, 0])
+        self.sent_start = np.ascontiguousarray(srows[:, 1])
+        self.sent_end = np.ascontiguousarray(srows[:, 2])
+        self.sent_passage = np.ascontiguousarray(srows[:, 3])
+        pages = np.ascontiguousarray(srows[:, 4])  # 0: no page
+        self.pass_doc_ord = np.ascontiguousarray(prows[:, 0])
+        self.pass_first = np.ascontiguousarray(prows[:, 1])
+        self.pass_last = np.ascontiguousarray(prows[:, 2])
+        self.pass_start = np.ascontiguousarray(prows[:, 3])
+        self.pass_end = np.ascontiguousarray(prows[:, 4])
+        n_s, n_p = len(srows), len(prows)
+        # Ids run document by document (the build writes them so): each document owns a range.
+        if n_s and np.any(np.diff(self.sent_doc_ord) < 0) or n_p and np.any(np.diff(self.pass_doc_ord) < 0):
+            raise ValueError("sentence or passage rows are not in document order")
+        s_bounds = np.searchsorted(self.sent_doc_ord, np.arange(len(rows) + 1)).tolist()
+        p_bounds = np.searchsorted(self.pass_doc_ord, np.arange(len(rows) + 1)).tolist()
+        for o, d in enumerate(self.doc_order):
+            self.doc_sentences[d] = range(s_bounds[o], s_bounds[o + 1])
+            self.doc_passages[d] = range(p_bounds[o], p_bounds[o + 1])
+
+        order, docs = self.doc_order, self.docs
+        sd, ss, se = self.sent_doc_ord, self.sent_start, self.sent_end
+        pd, ps, pe = self.pass_doc_ord, self.pass_start, self.pass_end
+        self.sent_doc: Sequence[str] = _RowView(n_s, lambda i: order[sd[i]])
+        self.pass_doc: Sequence[str] = _RowView(n_p, lambda i: order[pd[i]])
+        self.sent_text: Sequence[str] = _RowView(n_s, lambda i: docs[order[sd[i]]].text[ss[i] : se[i]])
+        self.pass_text: Sequence[str] = _RowView(n_p, lambda i: docs[order[pd[i]]].text[ps[i] : pe[i]])
+        self.sent_page: Sequence[int | None] = _RowView(n_s, lambda i: int(pages[i]) or None)  # 1-based PDF page
+
+        self._reading = gen / "mentions.rows.npy"
+        m = np.load(self._reading, mmap_mode="r")
+        self._reading = gen / "mentions.bounds.npy"
+        m_bounds = np.load(self._reading, mmap_mode="r")
+        if len(m_bounds) != n_s + 1 or int(m_bounds[-1]) != len(m):
+            raise ValueError("mention bounds do not match the records")
+        labels: list[str] = json.loads(self.meta.get("mention_labels", "[]"))
+        self._reading = gen / "mentions.values.json"
+        values: list[str | None] = [*json.loads(self._reading.read_text()), None]  # id -1: no value
+
+        def mentions_of(sid: int) -> list[tuple[int, int, str, str | None]]:
+            rows = m[int(m_bounds[sid]) : int(m_bounds[sid + 1])].tolist()
+            return [(s, e, labels[k], values[v]) for _, s, e, k, v in rows]
+
+        self.mentions: Sequence[list[tuple[int, int, str, str | None]]] = _RowView(n_s, mentions_of)
+        self.n_mentions = len(m)
+        self.mention_bounds = m_bounds  # mentions of sentence i are rows mention_bounds[i]:mention_bounds[i + 1]
+
+        self._reading = gen / "sentences.npy"
+        self.sent_vecs = np.load(self._reading, mmap_mode="r")
+        if self.sent_vecs.ndim != 2 or self.sent_vecs.shape[0] != n_s:
+            raise ValueError(f"{self.sent_vecs.shape[0]} vectors for {n_s} sentences")
+        self._reading = gen / "passages.npy"
+        self.pass_vecs = np.load(self._reading, mmap_mode="r")
+        if self.pass_vecs.ndim != 2 or self.pass_vecs.shape[0] != n_p:
+            raise ValueError(f"{self.pass_vecs.shape[0]} vectors for {n_p} passages")
+        self._reading = gen / "sentences.terms.json"
+        self.sentence_terms = Bm25Index.load(gen, "sentences")
+        self._reading = gen / "passages.terms.json"
+        self.passage_terms = Bm25Index.load(gen, "passages")
+        self._reading = gen / "titles.terms.json"
+        self.title_terms = Bm25Index.load(gen, "titles")
+        self._reading = gen / "mentions.terms.json"
+        self.mention_terms = Bm25Index.load(gen, "mentions")
+        if (self.sentence_terms.n, self.passage_terms.n, self.title_terms.n, self.mention_terms.n) != (
+            n_s, n_p, len(rows), len(m)
+        ):
+            raise ValueError("stored terms do not match the records")
+        self._reading = gen / "passages.faiss"
+        self.pass_faiss = vector_index.load(self._reading, self.pass_vecs)
+        if self.pass_faiss.ntotal != n_p:
+            raise ValueError(f"{self.pass_faiss.ntotal} vectors for {n_p} passages")
+        self._reading = gen / "sentences.faiss"
+        self.sent_faiss = vector_index.load(self._reading, self.sent_vecs)
+        if self.sent_faiss.ntotal != n_s:
+            raise ValueError(f"{self.sent_faiss.ntotal} vectors for {n_s} sentences")
 
     def token_store(self) -> TokenStore:
         """The sentences' token vectors (memory-mapped; see index/tokens.py)."""
@@ -190,8 +271,23 @@ class LoadedIndex:
             self._parses[sid] = got
         return got
 
+    def doc_title_terms(self, doc_id: str) -> frozenset[str]:
+        """Content terms of a document's title (analyzed at index time)."""
+        t = self.title_terms
+        o = self.docs[doc_id].ord
+        return frozenset(t.terms[i] for i in t.ids[t.indptr[o] : t.indptr[o + 1]].tolist())
+
+    def sentence_mention_terms(self, sid: int) -> list[frozenset[str]]:
+        """Content terms of each mention of sentence ``sid``, in the order of ``mentions[sid]``."""
+        t = self.mention_terms
+        a, b = int(self.mention_bounds[sid]), int(self.mention_bounds[sid + 1])
+        bounds = t.indptr[a : b + 1].tolist()
+        ids = t.ids[bounds[0] : bounds[-1]].tolist()
+        base = bounds[0]
+        return [frozenset(t.terms[i] for i in ids[s - base : e - base]) for s, e in zip(bounds, bounds[1:], strict=False)]
+
     def n_sentences(self) -> int:
-        return len(self.sent_doc)
+        return len(self.sent_start)
 
     def n_passages(self) -> int:
-        return len(self.pass_doc)
+        return len(self.pass_start)

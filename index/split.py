@@ -125,11 +125,19 @@ def make_passages(
     A window starts every ``stride`` sentences and grows up to ``max_sentences`` while it fits;
     a single sentence longer than the budget is a passage of its own (the encoder truncates it).
     """
-    out: list[PassageSpan] = []
-    n = len(sentences)
-    if n == 0:
-        return out
     tokens = [approx_tokens(text[s.start : s.end]) for s in sentences]
+    return [
+        PassageSpan(i, j, sentences[i].start, sentences[j].end)
+        for i, j in passage_windows(tokens, max_sentences=max_sentences, stride=stride, max_tokens=max_tokens)
+    ]
+
+
+def passage_windows(
+    tokens: Sequence[int], *, max_sentences: int = 4, stride: int = 2, max_tokens: int = 200
+) -> list[tuple[int, int]]:
+    """``make_passages``'s windows as (first, last) sentence indexes, from each sentence's token count."""
+    out: list[tuple[int, int]] = []
+    n = len(tokens)
     i = 0
     last_covered = -1
     while i < n:
@@ -139,7 +147,7 @@ def make_passages(
             j += 1
             total += tokens[j]
         if j > last_covered:
-            out.append(PassageSpan(i, j, sentences[i].start, sentences[j].end))
+            out.append((i, j))
             last_covered = j
         if j == n - 1:
             break

@@ -5,9 +5,15 @@ Layout::
     INDEX_DIR/
       CURRENT            name of the live generation (replaced with os.replace: atomic)
       gen-<id>/          one complete build
-        index.sqlite     meta, documents, sentences, passages, mentions, parses
-        passages.faiss   inner-product index over passage vectors (ids = passage ids)
-        sentences.faiss  inner-product index over sentence vectors (ids = sentence ids)
+        index.sqlite     meta, documents, sentences, passages, mentions, parses (the records)
+        {sentences,passages}.npy         vectors (row = id), memory-mapped when loaded
+        {sentences,passages}.faiss       vector index over them (ids = row numbers), and
+        {sentences,passages}.vectors.json  the structure chosen and how it was trained
+        {sentences,passages}.rows.npy    the numeric columns of the records, so loading does no
+        mentions.{rows,bounds}.npy       per-row work: doc ord, offsets, owning passage / first and
+        mentions.values.json             last sentence, page; mentions sorted by sentence, with
+                                         label and value ids
+        {sentences,passages}.terms.*     BM25 terms and postings (see bm25.py)
       .lock              held by a running build
 
 A build writes a new generation next to the live one and only then points CURRENT at it, so a
@@ -29,9 +35,11 @@ import numpy as np
 
 # 2: documents carry their format, date source, PDF page starts and page-furniture spans;
 #    sentences carry their page.
-# 3: mentions carry a normalised value (ISO date, number); every sentence has a stored parse and
-#    its token vectors (tokens.npy).
-FORMAT_VERSION = "3"
+# 3: mentions carry a normalised value (ISO date, number); every sentence has a stored parse.
+# 4: BM25 terms and postings, title and mention terms, and the records' numeric columns stored as
+#    arrays (loading does no per-row work); vector index plan beside each .faiss.
+# 5: every sentence's projected token vectors (tokens.npy, token_starts.npy; see index/tokens.py).
+FORMAT_VERSION = "5"
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,6 +88,7 @@ class IndexSettings:
     dim: int
     splitter: str
     annotator: str
+    terms: str = ""
     format: str = FORMAT_VERSION
     loader: str = ""
 
@@ -90,6 +99,7 @@ class IndexSettings:
             "dim": str(self.dim),
             "splitter": self.splitter,
             "annotator": self.annotator,
+            "terms": self.terms,
             "loader": self.loader,
         }
 
@@ -145,19 +155,27 @@ def _fsync_dir(path: Path) -> None:
 
 
 class GenerationWriter:
-    """Writes one generation's SQLite file; vectors are saved with ``save_vectors``."""
+    """Writes one generation: SQLite records plus their numeric columns as arrays (``close``);
+    vectors are saved with ``save_vectors`` and BM25 terms with ``save_terms``."""
 
     def __init__(self, gen_dir: Path, settings: IndexSettings) -> None:
         self.dir = gen_dir
         self.db = sqlite3.connect(gen_dir / "index.sqlite")
         self.db.executescript(SCHEMA)
         self.db.executemany("INSERT INTO meta VALUES (?, ?)", settings.as_meta().items())
+        self._ord: dict[str, int] = {}
+        self._sent_rows: list[np.ndarray] = []
+        self._pass_rows: list[np.ndarray] = []
+        self._mention_rows: list[np.ndarray] = []
+        self._labels: dict[str, int] = {}
+        self._values: dict[str | None, int] = {None: -1}
 
     def add_document(self, ord_: int, doc_id: str, title: str, text: str, content_hash: str,
                      date: tuple[str, int | None, int | None] | None, *, format: str = "text",
                      date_source: str | None = None, page_starts: Iterable[int] = (),
                      furniture: Iterable[tuple[int, int]] = ()) -> None:
         d = date or (None, None, None)
+        self._ord[doc_id] = ord_
         self.db.execute(
             "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (doc_id, ord_, title, text, content_hash, d[0], d[1], d[2], format, date_source,
@@ -165,14 +183,30 @@ class GenerationWriter:
         )
 
     def add_sentences(self, rows: Iterable[tuple[int, str, int, int, int, int, int | None]]) -> None:
-        """Rows of (id, doc_id, idx, start, end, passage_id, page or None)."""
+        """Rows ``(id, doc_id, idx, start, end, passage_id, page or None)``, in id order."""
+        rows = list(rows)
         self.db.executemany("INSERT INTO sentences VALUES (?,?,?,?,?,?,?)", rows)
+        if rows:
+            # page 0 stands for "no page" (pages are 1-based)
+            self._sent_rows.append(np.array([(self._ord[r[1]], r[3], r[4], r[5], r[6] or 0) for r in rows], dtype=np.int64))
 
     def add_passages(self, rows: Iterable[tuple[int, str, int, int, int, int]]) -> None:
+        """Rows ``(id, doc_id, first_sentence, last_sentence, start, end)``, in id order."""
+        rows = list(rows)
         self.db.executemany("INSERT INTO passages VALUES (?,?,?,?,?,?)", rows)
+        if rows:
+            self._pass_rows.append(np.array([(self._ord[r[1]], r[2], r[3], r[4], r[5]) for r in rows], dtype=np.int64))
 
     def add_mentions(self, rows: Iterable[tuple[int, int, int, str, str | None]]) -> None:
+        """Rows ``(sentence_id, start, end, label, value or None)``, in sentence order."""
+        rows = list(rows)
         self.db.executemany("INSERT INTO mentions VALUES (?,?,?,?,?)", rows)
+        if rows:
+            labels, values = self._labels, self._values
+            self._mention_rows.append(np.array(
+                [(r[0], r[1], r[2], labels.setdefault(r[3], len(labels)), values.setdefault(r[4], len(values) - 1))
+                 for r in rows], dtype=np.int32
+            ))
 
     def add_parses(self, rows: Iterable[tuple[int, str]]) -> None:
         self.db.executemany("INSERT INTO parses VALUES (?,?)", rows)
@@ -181,12 +215,17 @@ class GenerationWriter:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def save_vectors(self, name: str, vectors: np.ndarray, previous: object = None) -> str:
-        """Save the vectors and a FAISS index over them; returns the structure chosen."""
+        """Save the vectors and a vector index over them; returns the structure chosen.
+
+        ``vectors`` may already be a memory-mapped ``NAME.npy`` of this generation (large
+        collections are written in place rather than held in memory)."""
         from index import vectors as vector_index
 
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        np.save(self.dir / f"{name}.npy", vectors)
-        idx = vector_index.build(vectors, previous)
+        path = self.dir / f"{name}.npy"
+        if not (isinstance(vectors, np.memmap) and Path(vectors.filename).resolve() == path.resolve()):
+            np.save(path, np.ascontiguousarray(vectors, dtype=np.float32))
+        stored = np.load(path, mmap_mode="r")
+        idx = vector_index.build(stored, previous)  # type: ignore[arg-type]
         vector_index.save(idx, self.dir / f"{name}.faiss")
         kind = vector_index.describe(idx)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"{name}_index", kind))
@@ -197,12 +236,32 @@ class GenerationWriter:
         np.save(self.dir / "tokens.npy", tokens)
         np.save(self.dir / "token_starts.npy", starts)
 
+    def save_terms(self, name: str, terms: object) -> None:
+        terms.save(self.dir, name)  # type: ignore[attr-defined]
+
     def close(self) -> None:
+        def stack(parts: list[np.ndarray], width: int, dtype: type) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros((0, width), dtype=dtype)
+
+        np.save(self.dir / "sentences.rows.npy", stack(self._sent_rows, 5, np.int64))
+        np.save(self.dir / "passages.rows.npy", stack(self._pass_rows, 5, np.int64))
+        mentions = stack(self._mention_rows, 5, np.int32)
+        # Stable sort by sentence: a sentence's mentions keep the order the annotator gave them.
+        mentions = mentions[np.argsort(mentions[:, 0], kind="stable")]
+        np.save(self.dir / "mentions.rows.npy", mentions)
+        n_sent = sum(len(r) for r in self._sent_rows)
+        bounds = np.zeros(n_sent + 1, dtype=np.int64)  # mentions of sentence i: rows bounds[i]:bounds[i+1]
+        np.cumsum(np.bincount(mentions[:, 0], minlength=n_sent)[:n_sent], out=bounds[1:])
+        np.save(self.dir / "mentions.bounds.npy", bounds)
+        self.set_meta("mention_labels", json.dumps(list(self._labels)))
+        # Mention values (ISO dates, numbers) by id; -1 is "no value".
+        (self.dir / "mentions.values.json").write_text(json.dumps([v for v in self._values if v is not None]))
         self.db.commit()
         self.db.close()
-        # SQLite writes go to disk before the generation is published.
-        with open(self.dir / "index.sqlite", "rb+") as f:
-            os.fsync(f.fileno())
+        # Every file goes to disk before the generation is published.
+        for p in self.dir.iterdir():
+            with open(p, "rb+") as f:
+                os.fsync(f.fileno())
 
 
 def read_meta(gen_dir: Path) -> dict[str, str]:

@@ -6,14 +6,12 @@ side finds paraphrases. Reciprocal rank fusion needs no score calibration betwee
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
+from index.bm25 import Bm25Index
 from index.loaded import LoadedIndex
-from qa.analyze import content_terms
 
 RRF_K = 60
 
@@ -34,44 +32,15 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return idx[np.argsort(-scores[idx], kind="stable")]
 
 
-class Bm25:
-    """BM25 (bm25s) over our own analyzed terms, so queries and texts stem the same way."""
-
-    def __init__(self, texts: list[str]) -> None:
-        import bm25s
-
-        self.tokens = [content_terms(t) for t in texts]
-        self._bm25 = bm25s.BM25()
-        # bm25s cannot index an empty collection or empty documents; pad with a no-op token.
-        self._bm25.index([toks or ["\x00"] for toks in self.tokens] or [["\x00"]], show_progress=False)
-        self.n = len(texts)
-        df = Counter(t for toks in self.tokens for t in set(toks))
-        self.idf = {t: math.log(1 + (self.n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
-        self.max_idf = math.log(1 + (self.n + 0.5) / 0.5) if self.n else 1.0
-
-    def scores(self, terms: list[str]) -> np.ndarray:
-        if not terms or self.n == 0:
-            return np.zeros(self.n, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)[: self.n]
-
-    def scores_for(self, terms: list[str], docs) -> np.ndarray:
-        """BM25 scores of the given rows only."""
-        docs = np.asarray(docs, np.int64)
-        if len(docs) == 0:
-            return np.zeros(0, np.float32)
-        return self.scores(terms)[docs]
-
-    def term_idf(self, term: str) -> float:
-        # Unseen terms are the rarest of all: a question term the corpus never uses is strong
-        # evidence that the corpus does not answer it.
-        return self.idf.get(term, self.max_idf)
+# BM25 statistics are computed at index time (index/bm25.py); the retriever only reads them.
+Bm25 = Bm25Index
 
 
 class Retriever:
     def __init__(self, index: LoadedIndex) -> None:
         self.index = index
-        self.passage_bm25 = Bm25(index.pass_text)
-        self.sentence_bm25 = Bm25(index.sent_text)
+        self.passage_bm25: Bm25Index = index.passage_terms
+        self.sentence_bm25: Bm25Index = index.sentence_terms
 
     def dense_passages(self, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.index.n_passages() == 0:
@@ -90,20 +59,23 @@ class Retriever:
     def hybrid(self, qvec: np.ndarray, terms: list[str], k: int = 8, depth: int = 30) -> list[Hit]:
         """Top ``k`` passages by RRF of the dense and BM25 rankings (each ``depth`` deep)."""
         d_ids, d_scores = self.dense_passages(qvec, depth)
-        bm = self.passage_bm25.scores(terms)
-        b_ids = _top(bm, depth)
-        b_ids = b_ids[bm[b_ids] > 0]
+        b_ids, b_scores = self.passage_bm25.top(terms, depth)
         fused: dict[int, float] = {}
         for rank, pid in enumerate(d_ids):
             fused[int(pid)] = fused.get(int(pid), 0.0) + 1.0 / (RRF_K + rank + 1)
         for rank, pid in enumerate(b_ids):
             fused[int(pid)] = fused.get(int(pid), 0.0) + 1.0 / (RRF_K + rank + 1)
-        dense_of = {int(p): float(s) for p, s in zip(d_ids, d_scores, strict=True)}
+        dense_of = {int(p): float(s) for p, s in zip(d_ids.tolist(), d_scores.tolist(), strict=True)}
+        bm_of = {int(p): float(s) for p, s in zip(b_ids.tolist(), b_scores.tolist(), strict=True)}
         best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        # The few fused passages that one side did not rank still get both scores.
+        no_bm = [pid for pid, _ in best if pid not in bm_of]
+        if no_bm:
+            bm_of.update(zip(no_bm, self.passage_bm25.scores_for(terms, no_bm).tolist(), strict=True))
         out = []
         for pid, s in best:
             dense = dense_of.get(pid)
             if dense is None:
                 dense = float(self.index.pass_vecs[pid] @ qvec)
-            out.append(Hit(pid, s, dense, float(bm[pid])))
+            out.append(Hit(pid, s, dense, bm_of[pid]))
         return out
