@@ -35,7 +35,6 @@ from qa.features import (
     SentenceFacts,
     SpanCandidate,
     sentence_features,
-    span_candidates,
     span_features,
 )
 from qa.model import AnswerModel
@@ -193,11 +192,9 @@ class AnswerStep:
 
     # --- 3. phrases --------------------------------------------------------------------------
     def phrases(self, q: Question, sid: int) -> Phrases:
-        text = self.index.sent_text[sid]
-        parse = self.index.parse(sid)
-        spans = span_candidates(text, parse)
-        numeric, cats = span_features(q, text, parse, spans, self.retriever.passage_bm25.term_idf)
-        return Phrases(sid, spans, numeric, cats)
+        base = self.facts.span_base(sid)
+        numeric, cats = span_features(q, base.text, base.parse, base.cands, self.retriever.passage_bm25.term_idf, base)
+        return Phrases(sid, base.cands, numeric, cats)
 
     @staticmethod
     def rerank_features(s1: np.ndarray, span_scores: list[np.ndarray]) -> np.ndarray:

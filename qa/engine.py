@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import replace
@@ -79,8 +80,20 @@ def validate(question: str, k: int) -> str:
     return question.strip()
 
 
+@functools.cache
+def _small_matrix_blas() -> None:
+    """One BLAS thread in this process. A question's matrix products are tiny (a few question
+    tokens against a document's); a second BLAS thread only adds hand-offs, and on a busy machine
+    (a server answering on both cores) it waits for a core: measured 1.0 ms against 1.9 ms per
+    question for the token alignment, and far worse under load."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 class Engine:
     def __init__(self, index: LoadedIndex, encoder: Encoder, model: AnswerModel | None = None) -> None:
+        _small_matrix_blas()
         if encoder.name != index.encoder_name:
             raise ValueError(f"index was built with encoder {index.encoder_name!r}, not {encoder.name!r}")
         self.index = index

@@ -83,6 +83,7 @@ class SentenceFacts:
         self._doc_range: dict[str, tuple[int, int]] = {}
         self._labels: dict[int, tuple[tuple[str, frozenset[str]], ...]] = {}
         self._numbers: dict[int, frozenset[str]] = {}
+        self._span_bases: dict[int, SpanBase] = {}
         self._doc_no = {d: i for i, d in enumerate(index.docs)}
 
     def seq(self, sid: int) -> tuple[str, ...]:
@@ -139,6 +140,15 @@ class SentenceFacts:
             )
         return got
 
+    def span_base(self, sid: int) -> SpanBase:
+        """The sentence's candidate phrases and their question-independent features."""
+        got = self._span_bases.get(sid)
+        if got is None:
+            if len(self._span_bases) > 50_000:  # a bound on memory over a long-running server
+                self._span_bases.clear()
+            got = self._span_bases[sid] = span_base(self.index.sent_text[sid], self.index.parse(sid))
+        return got
+
     def numbers(self, sid: int) -> frozenset[str]:
         got = self._numbers.get(sid)
         if got is None:
@@ -168,13 +178,45 @@ def _rank_feature(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + r)
 
 
-def _alignment(qtok: np.ndarray, toks: np.ndarray) -> tuple[float, float]:
-    """(mean, mean of the weakest third) over question tokens of their best match in ``toks``."""
-    if len(qtok) == 0 or len(toks) == 0:
+def _alignment_stats(best: np.ndarray) -> tuple[float, float]:
+    """(mean, mean of the weakest third) over question tokens of their best match."""
+    if len(best) == 0 or not np.isfinite(best).all():
         return 0.0, 0.0
-    best = (qtok @ toks.T).max(1)
     k = max(1, len(best) // 3)
     return float(best.mean()), float(np.sort(best)[:k].mean())
+
+
+def _alignments(qtok: np.ndarray, token_store, facts: SentenceFacts, sids: list[int], docs: list[str]) -> np.ndarray:
+    """Token alignment of the question with each candidate sentence, its neighbours and its
+    document: [n, 6] = (mean, weakest third) × (sentence, document, sentence ± 1).
+
+    One matrix product per document: question tokens × the document's tokens, reduced to each
+    sentence's best match per question token (a document's sentences are contiguous rows).
+    """
+    out = np.zeros((len(sids), 6), np.float32)
+    by_doc: dict[str, list[int]] = {}
+    for j, d in enumerate(docs):
+        by_doc.setdefault(d, []).append(j)
+    for d, js in by_doc.items():
+        first, last = facts.doc_range(d)
+        if last < first:
+            continue
+        starts = np.asarray(token_store.starts[first : last + 2], np.int64)
+        starts = starts - starts[0]
+        toks = token_store.span(first, last)
+        if len(toks) == 0:
+            continue
+        sims = qtok @ toks.T  # [question tokens, document tokens]
+        nonempty = np.diff(starts) > 0
+        best = np.full((len(qtok), last - first + 1), -np.inf, np.float32)  # per sentence
+        best[:, nonempty] = np.maximum.reduceat(sims, starts[:-1][nonempty], axis=1)
+        doc_stats = _alignment_stats(best.max(1))
+        for j in js:
+            col = sids[j] - first
+            out[j, 0:2] = _alignment_stats(best[:, col])
+            out[j, 2:4] = doc_stats
+            out[j, 4:6] = _alignment_stats(best[:, max(0, col - 1) : col + 2].max(1))
+    return out
 
 
 def type_labels_present(facts: SentenceFacts, sid: int, qterms: frozenset[str]) -> set[str]:
@@ -260,15 +302,7 @@ def sentence_features(
     F[:, 24] = _rank_feature(F[:, 15])
     F[:, 25] -= F[:, 25].max()
     if token_store is not None and len(qv.tokens):
-        doc_align: dict[str, tuple[float, float]] = {}
-        for j, sid in enumerate(sids.tolist()):
-            doc = docs[j]
-            first, last = facts.doc_range(doc)
-            F[j, 30], F[j, 31] = _alignment(qv.tokens, token_store.sentence(sid))
-            if doc not in doc_align:
-                doc_align[doc] = _alignment(qv.tokens, token_store.span(first, last))
-            F[j, 32], F[j, 33] = doc_align[doc]
-            F[j, 34], F[j, 35] = _alignment(qv.tokens, token_store.span(max(first, sid - 1), min(last, sid + 1)))
+        F[:, 30:36] = _alignments(qv.tokens, token_store, facts, sids.tolist(), docs)
         F[:, 36] = F[:, 30] - F[:, 30].max()
         F[:, 37] = F[:, 32] - F[:, 32].max()
     return F, cats
@@ -362,15 +396,98 @@ def span_candidates(text: str, parse: Parse) -> list[SpanCandidate]:
     return list(seen.values())
 
 
-def _tree_hops(parse: Parse, sources: Sequence[int]) -> dict[int, list[int]]:
-    """For each source token, the number of dependency edges to every token (undirected)."""
+def _depth(parse: Parse, i: int) -> int:
+    d = 0
+    toks = parse.tokens
+    while toks[i].head != i and d < 64:
+        i = toks[i].head
+        d += 1
+    return d
+
+
+@dataclass
+class SpanBase:
+    """What the phrase features need of one sentence that no question changes (cached per sentence)."""
+
+    text: str
+    parse: Parse
+    cands: list[SpanCandidate]
+    tok_stem: list[str | None]  # each token's content term (None: a stopword or punctuation)
+    adj: list[list[int]]  # the dependency tree, undirected
+    span_terms: list[list[str]]  # per candidate: its tokens' content terms
+    head: list[int]  # per candidate: its head token
+    gov: list[int]  # per candidate: the head's governor (-1: none)
+    siblings: list[list[int]]  # per candidate: other dependants of the governor, outside the phrase
+    static: np.ndarray  # per candidate: the question-independent numeric features
+    facts: list[tuple[str, str, str, str, str, str, str, bool, str, str]]
+    # per candidate: label, head POS, head dep, length bucket, previous word cue, governor POS,
+    # shape, has a list, kind prefix, kind
+
+
+def span_base(text: str, parse: Parse, cands: Sequence[SpanCandidate] | None = None) -> SpanBase:
     toks = parse.tokens
     n = len(toks)
+    cands = list(span_candidates(text, parse) if cands is None else cands)
+    tok_stem: list[str | None] = []
+    for t in toks:
+        ct = content_terms(text[t.start : t.end])
+        tok_stem.append(ct[0] if ct else None)
     adj: list[list[int]] = [[] for _ in range(n)]
     for i, t in enumerate(toks):
         if t.head != i and 0 <= t.head < n:
             adj[i].append(t.head)
             adj[t.head].append(i)
+    dependants: dict[int, list[int]] = {}
+    for i, t in enumerate(toks):
+        dependants.setdefault(t.head, []).append(i)
+    ent_label = {(a, b): lab for a, b, lab in parse.entities}
+    static = np.zeros((len(cands), len(SPAN_FEATURES)), np.float32)
+    span_terms, heads, govs, sibs, facts = [], [], [], [], []
+    for j, c in enumerate(cands):
+        ta, tb = c.first, c.last
+        span_terms.append([tok_stem[i] for i in range(ta, tb) if tok_stem[i] is not None])
+        length = tb - ta
+        static[j, 5] = math.log(length)
+        static[j, 6] = ta / max(1, n)
+        hd = ta
+        for i in range(ta, tb):
+            if not (ta <= toks[i].head < tb) or toks[i].head == i:
+                hd = i
+                break
+        gov = toks[hd].head
+        has_gov = gov != hd and 0 <= gov < n
+        heads.append(hd)
+        govs.append(gov if has_gov else -1)
+        sibs.append([i for i in dependants.get(gov, ()) if i != hd and not ta <= i < tb])
+        static[j, 9] = 1.0 if ta > 0 and text[toks[ta - 1].start : toks[ta - 1].end] == "(" else 0.0
+        static[j, 10] = 1.0 if c.kind.startswith("ent:") else 0.0
+        stext = text[c.start : c.end]
+        static[j, 11] = 1.0 if stext[:1].isupper() else 0.0
+        label = ent_label.get((ta, tb))
+        if label is None:
+            inner = sorted({toks[i].ent for i in range(ta, tb) if toks[i].ent})
+            label = ("part:" + inner[0]) if inner else "none"
+        prev = text[toks[ta - 1].start : toks[ta - 1].end].lower() if ta > 0 else "^"
+        prev = prev if prev in _CUE_WORDS else "o"
+        govpos = toks[gov].pos if has_gov else "ROOT"
+        words = _WORD.findall(stext)
+        if _YEAR.fullmatch(stext):
+            shape = "year"
+        elif any(ch.isdigit() for ch in stext):
+            shape = "num"
+        elif words and all(x[:1].isupper() for x in words if x.lower() not in STOPWORDS):
+            shape = "cap"
+        else:
+            shape = "low"
+        has_list = "," in stext or " and " in stext
+        facts.append((label, toks[hd].pos, toks[hd].dep, str(min(length, 6)), prev, govpos, shape, has_list,
+                      c.kind.split(":")[0], c.kind))
+    return SpanBase(text, parse, cands, tok_stem, adj, span_terms, heads, govs, sibs, static, facts)
+
+
+def _hops_from(adj: list[list[int]], sources: Sequence[int]) -> dict[int, list[int]]:
+    """For each source token, the number of dependency edges to every token (undirected)."""
+    n = len(adj)
     out: dict[int, list[int]] = {}
     for src in sources:
         dist = [n + 1] * n
@@ -388,39 +505,27 @@ def _tree_hops(parse: Parse, sources: Sequence[int]) -> dict[int, list[int]]:
     return out
 
 
-def _depth(parse: Parse, i: int) -> int:
-    d = 0
-    toks = parse.tokens
-    while toks[i].head != i and d < 64:
-        i = toks[i].head
-        d += 1
-    return d
-
-
 def span_features(
-    q: Question, text: str, parse: Parse, cands: Sequence[SpanCandidate], idf
+    q: Question, text: str, parse: Parse, cands: Sequence[SpanCandidate], idf, base: SpanBase | None = None
 ) -> tuple[np.ndarray, list[list[str]]]:
-    """Features of each candidate phrase of one sentence for question ``q``."""
-    toks = parse.tokens
-    n = len(toks)
+    """Features of each candidate phrase of one sentence for question ``q`` (``base``: the
+    sentence's cached question-independent part, built here when not given)."""
+    if base is None:
+        base = span_base(text, parse, cands)
+    tok_stem = base.tok_stem
     qset = set(q.terms)
     qc = q.qclass
     hc = q.head_class
-    tok_stem: list[str | None] = []
-    for t in toks:
-        ct = content_terms(text[t.start : t.end])
-        tok_stem.append(ct[0] if ct else None)
     match = [s is not None and s in qset for s in tok_stem]
     mpos = [i for i, m in enumerate(match) if m]
     mw = [idf(tok_stem[i]) for i in mpos]
     totw = sum(idf(x) for x in qset) or 1.0
-    ent_label = {(a, b): lab for a, b, lab in parse.entities}
-    hops = _tree_hops(parse, mpos)
-    F = np.zeros((len(cands), len(SPAN_FEATURES)), np.float32)
+    hops = _hops_from(base.adj, mpos)
+    F = base.static.copy()
     cats: list[list[str]] = []
-    for j, c in enumerate(cands):
+    for j, c in enumerate(base.cands):
         ta, tb = c.first, c.last
-        span_terms = [tok_stem[i] for i in range(ta, tb) if tok_stem[i] is not None]
+        span_terms = base.span_terms[j]
         inq = sum(1 for x in span_terms if x in qset)
         F[j, 0] = inq / max(1, len(span_terms))
         F[j, 1] = 1.0 if span_terms and inq == len(span_terms) else 0.0
@@ -432,56 +537,25 @@ def span_features(
             F[j, 4] = sum(wt for (_, wt), d in zip(outside, dists, strict=True) if d <= 6) / totw
         else:
             F[j, 2] = 3.0
-        length = tb - ta
-        F[j, 5] = math.log(length)
-        F[j, 6] = ta / max(1, n)
-        hd = ta
-        for i in range(ta, tb):
-            if not (ta <= toks[i].head < tb) or toks[i].head == i:
-                hd = i
-                break
-        gov = toks[hd].head
-        gov_in_q = gov != hd and 0 <= gov < n and match[gov]
+        hd = base.head[j]
+        gov = base.gov[j]
+        gov_in_q = gov >= 0 and match[gov]
         F[j, 7] = 1.0 if gov_in_q else 0.0
-        sib = sum(1 for i in range(n) if toks[i].head == gov and i != hd and match[i] and not ta <= i < tb)
+        sib = sum(1 for i in base.siblings[j] if match[i])
         F[j, 8] = min(sib, 3) / 3
-        F[j, 9] = 1.0 if ta > 0 and text[toks[ta - 1].start : toks[ta - 1].end] == "(" else 0.0
-        F[j, 10] = 1.0 if c.kind.startswith("ent:") else 0.0
-        stext = text[c.start : c.end]
-        F[j, 11] = 1.0 if stext[:1].isupper() else 0.0
         # Hops in the dependency tree from the phrase's head to the nearest question word outside it:
         # "The Pakistan side was led by X" puts X two hops from "led" and three from "Pakistan".
-        inside = set(range(ta, tb))
-        tree = min((hops[p][hd] for p in mpos if p not in inside), default=None)
+        tree = min((hops[p][hd] for p in mpos if not ta <= p < tb), default=None)
         F[j, 12] = math.log1p(tree) if tree is not None else 3.0
-        F[j, 13] = sum(wt * 0.5 ** hops[p][hd] for p, wt in zip(mpos, mw, strict=True) if p not in inside) / totw
-        label = ent_label.get((ta, tb))
-        if label is None:
-            inner = sorted({toks[i].ent for i in range(ta, tb) if toks[i].ent})
-            label = ("part:" + inner[0]) if inner else "none"
-        hpos, hdep = toks[hd].pos, toks[hd].dep
-        lb = str(min(length, 6))
-        prev = text[toks[ta - 1].start : toks[ta - 1].end].lower() if ta > 0 else "^"
-        prev = prev if prev in _CUE_WORDS else "o"
-        govpos = toks[gov].pos if gov != hd and 0 <= gov < n else "ROOT"
-        words = _WORD.findall(stext)
-        if _YEAR.fullmatch(stext):
-            shape = "year"
-        elif any(ch.isdigit() for ch in stext):
-            shape = "num"
-        elif words and all(x[:1].isupper() for x in words if x.lower() not in STOPWORDS):
-            shape = "cap"
-        else:
-            shape = "low"
+        F[j, 13] = sum(wt * 0.5 ** hops[p][hd] for p, wt in zip(mpos, mw, strict=True) if not ta <= p < tb) / totw
+        label, hpos, hdep, lb, prev, govpos, shape, has_list, kind0, kind = base.facts[j]
         side = "none"
         if mpos:
             nearest = min(mpos, key=lambda p: min(abs(p - ta), abs(p - (tb - 1))))
             side = "L" if nearest < ta else ("R" if nearest >= tb else "in")
-        has_list = "," in stext or " and " in stext
-        kind0 = c.kind.split(":")[0]
         fs = [
             f"k:{kind0}", f"q:{qc}|L:{label}", f"q:{qc}|p:{hpos}", f"q:{qc}|d:{hdep}", f"q:{qc}|n:{lb}",
-            f"q:{qc}|prev:{prev}", f"q:{qc}|k:{c.kind}", f"q:{qc}|gq:{int(gov_in_q)}|d:{hdep}",
+            f"q:{qc}|prev:{prev}", f"q:{qc}|k:{kind}", f"q:{qc}|gq:{int(gov_in_q)}|d:{hdep}",
             f"q:{qc}|gp:{govpos}|d:{hdep}", f"q:{qc}|inq:{int(F[j, 1])}", f"L:{label}|inq:{min(inq, 2)}",
             f"q:{qc}|shape:{shape}", f"q:{qc}|side:{side}", f"q:{qc}|list:{int(has_list)}",
             f"q:{qc}|side:{side}|d:{hdep}", f"q:{qc}|tree:{min(tree, 4) if tree is not None else 'none'}",
