@@ -141,7 +141,7 @@ def apply_pending(index_dir: Path, encoder: Encoder, *, hint: LoadedIndex | None
     killed between saving a change and publishing it); None when there are none."""
     with build_lock(index_dir, wait=wait):
         old = _live(index_dir, hint, encoder)
-        pending = pending_changes(old)
+        pending = pending_changes(old)  # leftovers of a killed writer are gone now (see _live)
         if not pending:
             return None
         uploads = uploaded_ids(index_dir)

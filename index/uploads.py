@@ -143,6 +143,13 @@ def record_deletion(index_dir: Path, doc_id: str) -> None:
         _fsync_dir(path.parent)
 
 
+def leftovers(index_dir: Path) -> bool:
+    """Did a killed writer leave half-written files (a generation, an upload) behind?"""
+    ups = uploads_dir(index_dir)
+    return any(index_dir.glob("gen-*.tmp")) or any(index_dir.glob(".*.tmp-*")) or (
+        ups.is_dir() and any(ups.glob(".*.tmp-*")))
+
+
 def clean_temporaries(index_dir: Path) -> None:
     """Half-written files of a killed server (their final names were never taken)."""
     for folder in (index_dir, uploads_dir(index_dir)):

@@ -47,7 +47,7 @@ from index.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, Document, Docume
 from index.encoder import load_encoder
 from index.loaded import LoadedIndex
 from index.store import IndexError_, NoIndexError, current_generation
-from index.uploads import BadNameError, pending_changes, upload_doc_id, uploaded_ids
+from index.uploads import BadNameError, leftovers, pending_changes, upload_doc_id, uploaded_ids
 from qa.engine import MAX_K, MAX_QUESTION_CHARS, Engine, QuestionError
 from web.batching import BatchingEncoder
 
@@ -315,9 +315,10 @@ class EngineHolder:
         if eng is None:
             return
         try:
-            if not pending_changes(eng.index):
+            if not pending_changes(eng.index) and not leftovers(self.index_dir):
                 return
-            report = live.apply_pending(self.index_dir, eng.encoder, hint=eng.index, log=_log)
+            # Briefly: a `qa index` running now holds the lock, and finishes the job itself.
+            report = live.apply_pending(self.index_dir, eng.encoder, hint=eng.index, log=_log, wait=1.0)
         except (BuildError, IndexError_, DocumentError, OSError) as e:
             _log(f"could not apply the uploads and deletions saved in {self.index_dir}: {e}")
             return
