@@ -4,6 +4,7 @@ again; concurrent uploads, deletions and questions never get a 5xx; the soak ben
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -81,10 +82,8 @@ def test_kill_9_during_uploads_leaves_old_or_new_never_a_mix(demo_index: Path, t
             acked: list[int] = []
 
             def send(text: str = new, acked: list[int] = acked, url: str = server.url) -> None:
-                try:
+                with contextlib.suppress(httpx.HTTPError):  # the server may die under it
                     acked.append(upload(url, name, text).status_code)
-                except httpx.HTTPError:
-                    pass  # the server died under it
 
             sender = threading.Thread(target=send)
             sender.start()
@@ -140,10 +139,8 @@ def test_kill_9_during_a_deletion(demo_index: Path, tmp_path: Path, engine) -> N
 
 
 def _ignore(fn) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         fn()
-    except httpx.HTTPError:
-        pass
 
 
 # --- concurrency ------------------------------------------------------------------------------------
