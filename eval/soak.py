@@ -66,11 +66,14 @@ def synthetic_doc(n: int, version: int = 0) -> SyntheticDoc:
 
 
 def answers_it(answer: dict, doc: SyntheticDoc) -> bool:
-    """The document's own question is answered from it, in this version (the surname is enough:
-    the answer phrase is what spaCy tags as the person, now and then only the surname)."""
+    """The document's own question is answered from it, in this version: the first citation is its
+    sentence naming this version's person, and the answer phrase is (part of) that name (spaCy tags
+    "Tove Roskilde" whole, or now and then only "Tove")."""
     cits = answer.get("citations") or []
-    return (not answer.get("abstained") and bool(cits) and cits[0].get("doc_id") == doc.doc_id
-            and doc.person.split()[-1] in (answer.get("answer") or ""))
+    if answer.get("abstained") or not cits or cits[0].get("doc_id") != doc.doc_id:
+        return False
+    words = set((answer.get("answer") or "").split())
+    return doc.person in cits[0].get("sentence", "") and bool(words) and words <= set(doc.person.split())
 
 
 # --- figures --------------------------------------------------------------------------------------
