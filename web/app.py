@@ -72,7 +72,9 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Nothing leaks to other sites; our own forms keep their origin (with "no-referrer" a browser
+    # posts a form with `Origin: null`, which the upload and delete forms would have to trust).
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -642,9 +644,12 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
     def refuse_cross_site(request: Request) -> None:
         # A page on another site may post a form or a multipart body here without asking first
         # (no CORS preflight for those); browsers say where a request comes from, so refuse it.
+        # Sec-Fetch-Site is the browser's own verdict ("same-site" would be another port of this
+        # host: refused too); without it, the Origin must be this host. curl and scripts send neither.
+        site = request.headers.get("sec-fetch-site")
         origin = request.headers.get("origin")
-        if request.headers.get("sec-fetch-site") == "cross-site" or (
-            origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")
+        if (site is not None and site not in ("same-origin", "none")) or (
+            site is None and origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")
         ):
             raise HTTPException(403, "refused: the request comes from another web site; use this server's own "
                                      "pages, or send it without an Origin header (curl, scripts)")
