@@ -160,6 +160,18 @@ def test_document_text_and_metadata(client: TestClient, engine) -> None:
     assert doc["text"][doc["date_start"] : doc["date_end"]]
 
 
+def test_document_furniture_and_page_starts(client: TestClient, engine) -> None:
+    """The "latest news" list that ends 002_… is furniture: its spans come with the document, and
+    no sentence lies inside one."""
+    doc = client.get("/api/documents/002_81bb45f291cb2277.txt").json()
+    rec = engine.index.docs["002_81bb45f291cb2277.txt"]
+    assert doc["furniture"] and doc["furniture"] == [list(f) for f in rec.furniture]
+    assert doc["page_starts"] == [] and doc["format"] == "text"
+    for a, b in doc["furniture"]:
+        assert 0 <= a < b <= len(doc["text"])
+        assert all(e <= a or s >= b for s, e in doc["sentence_offsets"])
+
+
 def test_document_ids_with_slashes(tmp_path: Path, corpus_copy: Path) -> None:
     """doc ids are corpus-relative paths: a nested document is reachable under its full id."""
     from index.build import build_index
