@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from index.build import prepare_document
 from index.documents import MAX_FILE_BYTES, load_bytes
 from index.loaded import LoadedIndex
+from index.store import current_generation
 from index.uploads import (
     BadNameError,
     corpus_with_uploads,
@@ -79,6 +80,7 @@ def one_line(r, status: int) -> str:
 def test_upload_answers_at_once_then_replace_then_delete(client: TestClient, live_index: Path) -> None:
     before = ask(client, HARBOUR_Q)
     assert before["abstained"] and all(c["doc_id"] != "harbour.txt" for c in before["citations"])
+    gen0 = client.get("/healthz").json()["generation"]
 
     r = upload(client, "harbour.txt", HARBOUR)
     assert r.status_code == 201, r.text
@@ -86,6 +88,8 @@ def test_upload_answers_at_once_then_replace_then_delete(client: TestClient, liv
     assert out["action"] == "added" and out["doc_id"] == "harbour.txt" and out["documents"] == 6
     assert out["sentences"] == 3 and out["date"] == "2024-05-03" and "ask about it" in out["message"]
     assert upload_path(live_index, "harbour.txt").read_text() == HARBOUR  # kept in INDEX/uploads
+    served = client.get("/healthz").json()["generation"]
+    assert served == current_generation(live_index).name != gen0  # swapped before the response
 
     ans = ask(client, HARBOUR_Q)  # the very next request
     assert not ans["abstained"] and ans["answer"] == "Ingrid Solberg"

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from eval.load import Server, start_server, stop_server
-from eval.soak import answers_it, synthetic_doc
+from eval.soak import finds_it, synthetic_doc
 from index.build import prepare_document
 from index.documents import load_bytes
 from index.loaded import LoadedIndex
@@ -206,7 +206,7 @@ def test_concurrent_uploads_deletions_and_questions_never_5xx(own_server) -> Non
         listed = {d["doc_id"] for d in http.get("/api/documents").json()}
         assert set(kept) <= listed and len(listed) == 5 + 9
         for doc in kept.values():
-            assert answers_it(http.post("/api/ask", json={"question": doc.question}).json(), doc), doc.doc_id
+            assert finds_it(http.post("/api/ask", json={"question": doc.question}).json(), doc), doc.doc_id
     assert sorted(p.name for p in (ix / "uploads").iterdir()) == sorted(kept)
 
 

@@ -173,6 +173,7 @@ class Health(BaseModel):
     documents: int
     sentences: int
     model: str | None
+    generation: str | None = Field(None, description="the index generation being served (changes with every update)")
     detail: str | None = None
 
 
@@ -733,7 +734,10 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
             documents=len(eng.index.docs) if eng else 0,
             sentences=eng.index.n_sentences() if eng else 0,
             model=eng.index.encoder_name if eng else None,
-            detail=None if eng else f"{holder.error} Build it with: {holder.build_hint()}",
+            generation=eng.index.gen_dir.name if eng else None,
+            detail=(f"{holder.error} Build it with: {holder.build_hint()}" if eng is None
+                    else f"the index changed on disk but could not be loaded: {holder.watch_error}"
+                    if holder.watch_error else None),
         )
         return JSONResponse(body.model_dump(), status_code=200 if eng else 503)
 
