@@ -9,7 +9,8 @@ from __future__ import annotations
 import fcntl
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from index.documents import (
     load_bytes,
     read_file,
 )
-from index.encoder import DEFAULT_ENCODER, load_encoder
+from index.encoder import DEFAULT_ENCODER, Encoder, load_encoder
 from index.furniture import inside
 from index.loaded import LoadedIndex
 from index.split import SPLITTER_VERSION, PassageSpan, Span, make_passages, split_sentences
@@ -42,6 +43,7 @@ from index.store import (
 )
 from index.terms import TERMS_VERSION
 from index.tokens import PROJECTION_VERSION, pack, project, quantize
+from index.uploads import UPLOADS, clean_temporaries, corpus_with_uploads
 
 PROGRESS_MIN_ITEMS = 200
 PROGRESS_MIN_FILES = 100  # PDFs take a while to read: show a bar for big folders
@@ -60,6 +62,8 @@ class BuildReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    uploads: list[str] = field(default_factory=list)  # kept from INDEX_DIR/uploads
+    left_out: list[str] = field(default_factory=list)  # corpus files deleted through the API
     sentences: int = 0
     passages: int = 0
     embedded_texts: int = 0
@@ -114,16 +118,17 @@ def prepare_document(doc: Document) -> PreparedDocument:
 SUPPORTED_LIST = (".txt", ".md", ".html", ".pdf", ".docx")
 
 
-def _load_corpus(corpus_dir: Path, old: LoadedIndex | None, progress: bool = False
-                 ) -> tuple[list[Document], list[Skipped], set[str]]:
+def _load_corpus(corpus_dir: Path, old: LoadedIndex | None, progress: bool = False,
+                 files: list[tuple[Path, str]] | None = None) -> tuple[list[Document], list[Skipped], set[str]]:
     """Every readable file as a Document; files whose bytes are unchanged are not parsed again.
 
+    ``files`` are the (path, doc_id) pairs to read (default: every supported file under the corpus).
     Returns (documents, skipped, doc_ids reused from ``old`` as they are).
     """
     docs: list[Document] = []
     skipped: list[Skipped] = []
     reused: set[str] = set()
-    files = list(iter_files(corpus_dir))
+    files = list(iter_files(corpus_dir)) if files is None else files
     if progress and len(files) > PROGRESS_MIN_FILES:
         from tqdm import tqdm
 
@@ -158,14 +163,44 @@ def build_index(
     t0 = time.perf_counter()
     if not corpus_dir.is_dir():
         raise BuildError(f"corpus folder {corpus_dir} does not exist or is not a folder")
-    index_dir.mkdir(parents=True, exist_ok=True)
-    lock_file = open(index_dir / ".lock", "w")  # noqa: SIM115 - held for the whole build
-    try:
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BuildError(f"another `qa index` is building {index_dir}; wait for it to finish") from None
+    with build_lock(index_dir, wait=LOCK_WAIT_SECONDS, log=log):
         return _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t0)
+
+
+# A running server holds the lock for the seconds an upload takes: `qa index` waits for it.
+LOCK_WAIT_SECONDS = 60.0
+
+
+class IndexBusyError(BuildError):
+    """Another process is changing the index right now; try again shortly."""
+
+
+@contextmanager
+def build_lock(index_dir: Path, *, wait: float = 0.0, log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the index folder's writer lock (one build or upload at a time, across processes).
+
+    Waits up to ``wait`` seconds for another writer to finish, then raises IndexBusyError.
+    """
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock_file = open(index_dir / ".lock", "w")  # noqa: SIM115 - held while the caller writes
+    try:
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexBusyError(
+                        f"another process (`qa index`, or `qa serve` applying an upload) is changing {index_dir}; "
+                        "wait for it to finish and try again"
+                    ) from None
+                if log is not None and not told:
+                    log(f"waiting for another process to finish changing {index_dir} …")
+                    told = True
+                time.sleep(0.05)
+        yield
     finally:
         lock_file.close()
 
@@ -197,7 +232,18 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         old = None
 
     report = BuildReport(index_dir=str(index_dir), encoder=encoder_name)
-    docs, skipped, reused = _load_corpus(corpus_dir, old, progress)
+    # Documents uploaded and deleted through a running server are kept as they are (index/uploads.py).
+    clean_temporaries(index_dir)
+    try:
+        listing = corpus_with_uploads(corpus_dir, index_dir)
+    except DocumentError as e:
+        raise BuildError(str(e)) from None
+    report.uploads, report.left_out = listing.uploads, listing.left_out
+    if listing.uploads:
+        log(f"{len(listing.uploads)} uploaded document(s) kept from {index_dir / UPLOADS}")
+    for doc_id in listing.left_out:
+        log(f"left out {doc_id}: deleted through the API (upload it again to bring it back)")
+    docs, skipped, reused = _load_corpus(corpus_dir, old, progress, listing.files)
     report.skipped = skipped
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
@@ -207,6 +253,32 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
             + (f" ({len(skipped)} skipped)" if skipped else "")
         )
 
+    return write_generation(index_dir, docs, reused, old, encoder_name, report, progress=progress, log=log, t0=t0)
+
+
+def write_generation(
+    index_dir: Path,
+    docs: list[Document],
+    reused: set[str],
+    old: LoadedIndex | None,
+    encoder_name: str,
+    report: BuildReport,
+    *,
+    encoder: Encoder | None = None,
+    before_publish: Callable[[], None] | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+    t0: float | None = None,
+) -> BuildReport:
+    """Write ``docs`` as a new generation and publish it; the caller holds the build lock.
+
+    Documents in ``reused`` are copied from ``old`` as they are (vectors, annotations, parses);
+    the others are split, embedded with ``encoder`` (default: load ``encoder_name``) and annotated.
+    ``before_publish`` runs once the generation is complete on disk and before CURRENT points at
+    it (an upload saves its file there, so the file is never behind the index). When nothing
+    changed, the live generation stays as it is.
+    """
+    t0 = time.perf_counter() if t0 is None else t0
     new_docs: list[PreparedDocument] = []
     for doc in docs:
         if doc.doc_id in reused:
@@ -237,7 +309,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
     report.embedded_texts = n_embed
     if n_embed:
         t = time.perf_counter()
-        encoder = load_encoder(encoder_name)
+        if encoder is None:
+            encoder = load_encoder(encoder_name)
         report.timings["load encoder"] = time.perf_counter() - t
         show = progress and n_embed > PROGRESS_MIN_ITEMS
         if show:
@@ -378,6 +451,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         w.save_terms("titles", title_terms.build())
         w.save_terms("mentions", mention_terms.build())
         w.close()
+        if before_publish is not None:
+            before_publish()
         publish_generation(index_dir, gen)
     except BaseException:
         shutil.rmtree(gen, ignore_errors=True)

@@ -114,6 +114,7 @@ class LoadedIndex:
         self = cls(index_dir, gen, meta)
         try:
             self._load()
+            self.connect()
         except (sqlite3.DatabaseError, OSError, ValueError, RuntimeError, EOFError, KeyError, TypeError,
                 IndexError) as e:
             # One line naming the damaged file (FAISS errors carry a multi-line C++ location).
@@ -253,12 +254,21 @@ class LoadedIndex:
         return self._tokens
 
     # --- parses: read on demand (only the few sentences an answer is chosen from need them) ---
-    def parse_json(self, sid: int) -> str:
+    def connect(self) -> None:
+        """Open the generation's SQLite file for the parses now: an open file stays readable after a
+        later build deletes its folder, so a server still answering from this generation keeps working."""
         with self._db_lock:
             if self._db is None:
                 self._db = sqlite3.connect(
                     f"file:{self.gen_dir / 'index.sqlite'}?mode=ro", uri=True, check_same_thread=False
                 )
+                # SQLite opens the file lazily: read the schema now, while the file is surely there.
+                self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    def parse_json(self, sid: int) -> str:
+        self.connect()
+        with self._db_lock:
+            assert self._db is not None
             row = self._db.execute("SELECT parse FROM parses WHERE sentence_id = ?", (int(sid),)).fetchone()
         return row[0] if row else EMPTY_PARSE.to_json()
 

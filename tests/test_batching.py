@@ -28,13 +28,20 @@ class Gated:
         self.sizes: list[int] = []
         self.go = threading.Event()
 
-    def encode(self, texts, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def _gate(self, texts) -> None:
         self.sizes.append(len(texts))
         if len(self.sizes) == 1:
             assert self.go.wait(30), "the test never opened the gate"
         if self.fail_on in texts:
             raise RuntimeError("encoder failed")
+
+    def encode(self, texts, *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        self._gate(texts)
         return self.inner.encode(texts, batch_size=batch_size, progress=progress)
+
+    def encode_tokens(self, texts, *, batch_size: int = 64, progress: bool = False):
+        self._gate(texts)
+        return self.inner.encode_tokens(texts, batch_size=batch_size, progress=progress)
 
 
 def queue_behind_first(enc: BatchingEncoder, gated: Gated, texts: list[str]) -> list:
@@ -49,8 +56,10 @@ def queue_behind_first(enc: BatchingEncoder, gated: Gated, texts: list[str]) -> 
 
     threads = [threading.Thread(target=one, args=(0,))]
     threads[0].start()
-    while not gated.sizes:
+    deadline = time.monotonic() + 30
+    while not gated.sizes and time.monotonic() < deadline:
         time.sleep(0.001)
+    assert gated.sizes, "the first question never reached the encoder"
     threads += [threading.Thread(target=one, args=(i,)) for i in range(1, len(texts))]
     for t in threads[1:]:
         t.start()

@@ -21,21 +21,33 @@ import re
 import sys
 import threading
 import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from typing import Annotated, Any, Literal
+from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
-from fastapi import FastAPI, Form, Query, Request
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 
+from index import live
+from index.build import BuildError, IndexBusyError
+from index.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, Document, DocumentError, load_bytes
+from index.encoder import load_encoder
+from index.loaded import LoadedIndex
 from index.store import IndexError_, NoIndexError, current_generation
+from index.uploads import BadNameError, leftovers, pending_changes, upload_doc_id, uploaded_ids
 from qa.engine import MAX_K, MAX_QUESTION_CHARS, Engine, QuestionError
 from web.batching import BatchingEncoder
 
@@ -60,7 +72,9 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Nothing leaks to other sites; our own forms keep their origin (with "no-referrer" a browser
+    # posts a form with `Origin: null`, which the upload and delete forms would have to trust).
+    "Referrer-Policy": "same-origin",
 }
 
 
@@ -127,9 +141,29 @@ class DocumentSummary(BaseModel):
 class DocumentOut(DocumentSummary):
     text: str
     content_hash: str
+    format: str = Field(description="text, html, pdf or docx")
     date_start: int | None = Field(description="offsets of the document's date in `text`")
     date_end: int | None
     sentence_offsets: list[tuple[int, int]] = Field(description="[start, end] of every sentence in `text`")
+    furniture: list[tuple[int, int]] = Field(
+        description="[start, end] of each block of page furniture in `text` (menus, headline lists, running "
+        "heads): shown, never answerable")
+    page_starts: list[int] = Field(description="offset in `text` where each page starts (PDF); empty otherwise")
+
+
+class ChangeOut(BaseModel):
+    """What an upload or a deletion did; the next request already sees it."""
+
+    doc_id: str
+    action: Literal["added", "replaced", "unchanged", "deleted"] = Field(
+        description="an upload whose name is already indexed replaces that document (`replaced`); the same "
+        "bytes again change nothing (`unchanged`)")
+    message: str = Field(description="one line for a person")
+    title: str | None = Field(description="the document's title (null after a deletion)")
+    date: str | None
+    sentences: int = Field(description="answerable sentences of the document (0 after a deletion)")
+    documents: int = Field(description="documents in the index now")
+    seconds: float = Field(description="time taken to apply the change")
 
 
 class Health(BaseModel):
@@ -139,6 +173,7 @@ class Health(BaseModel):
     documents: int
     sentences: int
     model: str | None
+    generation: str | None = Field(None, description="the index generation being served (changes with every update)")
     detail: str | None = None
 
 
@@ -152,23 +187,62 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "the request does not fit the schema (the reason is one line)"},
     503: {"model": ErrorOut, "description": "no index loaded yet; the reason says how to build one"},
 }
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "no file, or a file name that cannot be a document id"},
+    403: {"model": ErrorOut, "description": "a request from another web site (cross-site uploads are refused)"},
+    413: {"model": ErrorOut, "description": f"the file is larger than {MAX_FILE_BYTES // 2**20} MB"},
+    415: {"model": ErrorOut, "description": f"not a supported file type ({', '.join(SUPPORTED_SUFFIXES)})"},
+    422: {"model": ErrorOut, "description": "the file cannot be indexed (empty, binary, a scanned PDF, …): the reason"},
+    503: {"model": ErrorOut, "description": "no index loaded, or another change is being applied (see Retry-After)"},
+}
+DELETE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: ERRORS[400],
+    403: UPLOAD_ERRORS[403],
+    404: {"model": ErrorOut, "description": "no such document"},
+    409: {"model": ErrorOut, "description": "the last document of the index cannot be deleted"},
+    503: UPLOAD_ERRORS[503],
+}
+# Multipart framing around the file's bytes (boundaries, part headers): generous.
+UPLOAD_OVERHEAD = 64 * 1024
+RETRY_AFTER = "5"
+UPLOAD_FIELD = (f"the document ({', '.join(SUPPORTED_SUFFIXES)}; up to {MAX_FILE_BYTES // 2**20} MB); "
+                "its file name becomes the doc_id")
 
 
-# --- the engine holder --------------------------------------------------------------------------
+# --- the engine holder ---------------------------------------------------------------------------
+class IndexBusy(Exception):
+    """Another writer holds the index; the message says to retry."""
+
+
 class EngineHolder:
-    """The one engine of this process, or why there is none; retries when an index appears."""
+    """The one engine of this process, or why there is none; swapped whole when the index changes.
+
+    A request reads ``holder.require()`` once and uses that engine to the end, so it never sees
+    half an index: a new generation (published by an upload here, or by ``qa index`` in another
+    process) is loaded beside the old one and then swapped in with one assignment. A watcher
+    thread reads CURRENT every ``WATCH_SECONDS``; uploads and deletions swap before they answer.
+    """
 
     RETRY_SECONDS = 2.0
+    WATCH_SECONDS = 1.0
 
-    def __init__(self, index_dir: Path, engine: Engine | None = None, *, batch_questions: bool = True) -> None:
+    def __init__(self, index_dir: Path, engine: Engine | None = None, *, batch_questions: bool = True,
+                 watch: bool = True) -> None:
         self.index_dir = index_dir
         self.batch_questions = batch_questions
         self.engine = self._serving(engine) if engine is not None else None
         self.error: str | None = None
+        self.watch_error: str | None = None  # why the last change on disk could not be loaded
         self._lock = threading.Lock()
+        self._swap = threading.RLock()  # one load-and-swap at a time
+        self._write = threading.Lock()  # one upload or deletion at a time in this process
         self._tried_at = 0.0
         if engine is None:
             self._open()
+        self._reconcile()
+        if watch:
+            threading.Thread(target=_watch, args=(weakref.ref(self), self.WATCH_SECONDS),
+                             name="citeqa-index-watch", daemon=True).start()
 
     def _serving(self, engine: Engine) -> Engine:
         """The engine as this server runs it: concurrent requests' questions encoded in one batch
@@ -204,6 +278,141 @@ class EngineHolder:
         if engine is None:
             raise HTTPException(503, f"{self.error} Build it with: {self.build_hint()}")
         return engine
+
+    # --- following the index on disk --------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Load the live generation if it is not the one being served, then swap; True if swapped.
+
+        Cheap when nothing changed (one small file read). A generation that cannot be loaded (a
+        build deleted it meanwhile, or it is damaged) leaves the served engine as it is.
+        """
+        with self._swap:
+            eng = self.engine
+            if eng is None:
+                if current_generation(self.index_dir) is None:
+                    return False
+                with self._lock:
+                    self._open()
+                return self.engine is not None
+            gen = current_generation(self.index_dir)
+            if gen is None or gen == eng.index.gen_dir:
+                return False
+            try:
+                index = LoadedIndex.open(self.index_dir)
+            except IndexError_ as e:
+                self.watch_error = str(e)
+                return False
+            if index.gen_dir == eng.index.gen_dir:
+                return False
+            if index.encoder_name == eng.encoder.name:
+                new = Engine(index, eng.encoder)  # the loaded model serves the new generation too
+            else:  # rebuilt with another encoder: load that one (rare; `qa index --encoder … --rebuild`)
+                new = self._serving(Engine(index, load_encoder(index.encoder_name)))
+            self.engine = new  # one assignment: requests hold the engine they started with
+            self.watch_error = None
+            return True
+
+    def _reconcile(self) -> None:
+        """Publish what a killed server saved but did not publish (see index/uploads.py)."""
+        eng = self.engine
+        if eng is None:
+            return
+        try:
+            if not pending_changes(eng.index) and not leftovers(self.index_dir):
+                return
+            # Briefly: a `qa index` running now holds the lock, and finishes the job itself.
+            report = live.apply_pending(self.index_dir, eng.encoder, hint=eng.index, log=_log, wait=1.0)
+        except (BuildError, IndexError_, DocumentError, OSError) as e:
+            _log(f"could not apply the uploads and deletions saved in {self.index_dir}: {e}")
+            return
+        if report is not None:
+            _log(f"applied uploads and deletions saved before a restart: {len(report.added)} added, "
+                 f"{len(report.changed)} replaced, {len(report.removed)} removed")
+            self.refresh()
+
+    # --- changing the index -------------------------------------------------------------------
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        if not self._write.acquire(timeout=live.WAIT_SECONDS):
+            raise IndexBusy("another upload or deletion is still being applied; try again in a few seconds")
+        try:
+            yield
+        finally:
+            self._write.release()
+
+    def add(self, doc: Document, data: bytes) -> live.Change:
+        """Add or replace ``doc``; the next request sees it."""
+        eng = self.require()
+        with self._writing():
+            eng = self.engine or eng
+            try:
+                change = live.add_document(self.index_dir, doc, data, eng.encoder, hint=eng.index)
+            except IndexBusyError as e:
+                raise IndexBusy(str(e)) from None
+            self.refresh()
+        return change
+
+    def delete(self, doc_id: str) -> live.Change:
+        eng = self.require()
+        with self._writing():
+            eng = self.engine or eng
+            try:
+                change = live.delete_document(self.index_dir, doc_id, eng.encoder, hint=eng.index)
+            except IndexBusyError as e:
+                raise IndexBusy(str(e)) from None
+            self.refresh()
+        return change
+
+
+def _watch(ref: weakref.ReferenceType[EngineHolder], every: float) -> None:
+    """Follow CURRENT while the holder lives (a daemon thread: it ends with the server)."""
+    while True:
+        time.sleep(every)
+        holder = ref()
+        if holder is None:
+            return
+        try:
+            holder.refresh()
+        except Exception as e:  # noqa: BLE001 - the watcher must outlive any one bad generation
+            holder.watch_error = f"{type(e).__name__}: {e}"
+        del holder
+
+
+def _log(msg: str) -> None:
+    print(f"qa: {msg}", file=sys.stderr, flush=True)
+
+
+class UploadLimit:
+    """Refuse an upload body over ``limit`` bytes before reading it (by its Content-Length), or as soon
+    as a body without one passes the limit: a 200 MB file is never read to be refused. The 413 is an
+    HTTPException raised from ``receive``, which FastAPI hands to the app's handler (one-line JSON)."""
+
+    def __init__(self, app: Any, paths: tuple[str, ...], limit: int) -> None:
+        self.app, self.paths, self.limit = app, paths, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        too_big = declared.isdigit() and int(declared) > self.limit
+        seen = 0
+
+        async def limited() -> dict[str, Any]:
+            nonlocal seen
+            if too_big:
+                raise HTTPException(413, too_large("the upload"))
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, too_large("the upload"))
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def too_large(name: str) -> str:
+    return f"{name}: too large (over the {MAX_FILE_BYTES // 2**20} MB limit); split it"
 
 
 # --- view helpers (the chat's JavaScript mirrors these in static/chat.js) ----------------------
@@ -267,16 +476,25 @@ def doc_segments(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[str
     return out
 
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
+# What a document id may be, as a regular expression, so the OpenAPI schema states the very rule
+# the server applies (a schema that allowed any string made schemathesis send ids the server then
+# refused with 400: a leading backslash, for one). An id is a path inside the corpus: not absolute
+# (no leading / or \\, no drive letter), no ".." segment (either separator), no NUL, and no
+# percent-encoded dot, slash, backslash, NUL or percent, so no decoding, once or twice, makes a
+# traversal out of it. Lookups are dictionary gets and never touch the file system; the 400 tells
+# a client clearly that such an id is not one.
+DOC_ID_PATTERN = (
+    r"^(?![A-Za-z]:)(?![/\\])(?![\s\S]*%(?:2[eEfF]|5[cC]|00|25))"
+    r"(?!(?:[\s\S]*[/\\])?\.\.(?:[/\\]|$))[^\x00]+$"
+)
+_DOC_ID = re.compile(DOC_ID_PATTERN)
+DOC_ID_SCHEMA = {"pattern": DOC_ID_PATTERN, "description": "the document's path inside the corpus, e.g. 003_fdf2c5db0e68fe77.txt"}
 
 
 def check_doc_id(doc_id: str) -> None:
     """Refuse ids that try to leave the corpus (also when percent-encoded, once or twice)."""
-    seen = {doc_id, unquote(doc_id), unquote(unquote(doc_id))}
-    for cand in seen:
-        c = cand.replace("\\", "/")
-        if "\x00" in c or c.startswith("/") or _DRIVE.match(c) or ".." in c.split("/"):
-            raise HTTPException(400, f"invalid document id {doc_id[:80]!r}: ids are paths inside the corpus")
+    if not _DOC_ID.search(doc_id):
+        raise HTTPException(400, f"invalid document id {doc_id[:80]!r}: ids are paths inside the corpus")
 
 
 def one_line(exc: RequestValidationError) -> tuple[int, str]:
@@ -334,6 +552,7 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
         redoc_url=None,
     )
     app.state.holder = holder
+    app.add_middleware(UploadLimit, paths=("/api/documents", "/documents"), limit=MAX_FILE_BYTES + UPLOAD_OVERHEAD)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
@@ -367,7 +586,11 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
         status, detail = one_line(exc)
         ctype = request.headers.get("content-type", "")
         sent = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-        if request.url.path.startswith("/api/") and request.method == "POST" and sent and "json" not in ctype:
+        if request.url.path == "/api/documents" and request.method == "POST":
+            # The one route that takes a multipart body: the only field it needs is `file`.
+            status, detail = 422, ("send the document as multipart/form-data with the file in a field named `file` "
+                                   "(curl -F file=@notes.txt …)")
+        elif request.url.path.startswith("/api/") and request.method == "POST" and sent and "json" not in ctype:
             status, detail = 415, "send the body as JSON with the header content-type: application/json"
         return error_response(request, status, detail)
 
@@ -405,7 +628,7 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
              responses={400: ERRORS[400], 404: {"model": ErrorOut, "description": "no such document"}, 503: ERRORS[503]},
              tags=["api"],
              summary="One document's text and metadata")
-    def api_document(doc_id: str) -> dict[str, Any]:
+    def api_document(doc_id: str = PathParam(json_schema_extra=DOC_ID_SCHEMA)) -> dict[str, Any]:
         eng = holder.require()
         doc = find_doc(eng, doc_id)
         idx = eng.index
@@ -413,9 +636,92 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
         return {
             "doc_id": doc.doc_id, "title": doc.title, "date": doc.date_iso, "sentences": len(sids),
             "chars": len(doc.text), "text": doc.text, "content_hash": doc.content_hash,
-            "date_start": doc.date_start, "date_end": doc.date_end,
+            "format": doc.format, "date_start": doc.date_start, "date_end": doc.date_end,
             "sentence_offsets": [(int(idx.sent_start[s]), int(idx.sent_end[s])) for s in sids],
+            "furniture": [list(f) for f in doc.furniture], "page_starts": list(doc.page_starts),
         }
+
+    # --- changing the documents: uploads and deletions ------------------------------------------
+    def refuse_cross_site(request: Request) -> None:
+        # A page on another site may post a form or a multipart body here without asking first
+        # (no CORS preflight for those); browsers say where a request comes from, so refuse it.
+        # Sec-Fetch-Site is the browser's own verdict ("same-site" would be another port of this
+        # host: refused too); without it, the Origin must be this host. curl and scripts send neither.
+        site = request.headers.get("sec-fetch-site")
+        origin = request.headers.get("origin")
+        if (site is not None and site not in ("same-origin", "none")) or (
+            site is None and origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")
+        ):
+            raise HTTPException(403, "refused: the request comes from another web site; use this server's own "
+                                     "pages, or send it without an Origin header (curl, scripts)")
+
+    def upload(file: UploadFile) -> tuple[live.Change, ChangeOut]:
+        """Check and index one uploaded file; every refusal is a 4xx naming the file and the reason."""
+        try:
+            doc_id = upload_doc_id(file.filename)
+        except BadNameError as e:
+            raise HTTPException(400, str(e)) from None
+        check_doc_id(doc_id)  # an id the API could not then show or delete ("a%2fb.txt") is refused now
+        if not doc_id.lower().endswith(SUPPORTED_SUFFIXES):
+            raise HTTPException(415, f"{doc_id}: unsupported file type {Path(doc_id).suffix or '(none)'}; "
+                                     f"supported: {', '.join(SUPPORTED_SUFFIXES)}")
+        data = file.file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise HTTPException(413, too_large(doc_id))
+        try:
+            doc = load_bytes(data, doc_id)
+        except DocumentError as e:
+            raise HTTPException(422, f"{doc_id}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a file no extractor expected is the file's fault, not a 500
+            raise HTTPException(422, f"{doc_id}: cannot read it as {Path(doc_id).suffix} ({type(e).__name__})") from None
+        change = applying(lambda: holder.add(doc, data))
+        return change, change_out(change)
+
+    def applying(fn: Callable[[], live.Change]) -> live.Change:
+        try:
+            return fn()
+        except live.UnknownDocumentError as e:
+            raise HTTPException(404, str(e)) from None
+        except live.LiveUpdateError as e:
+            raise HTTPException(409, str(e)) from None
+        except IndexBusy as e:
+            raise HTTPException(503, str(e), headers={"Retry-After": RETRY_AFTER}) from None
+        except (BuildError, IndexError_, OSError) as e:
+            # A full disk or a damaged index: the live index is untouched; say what happened.
+            raise HTTPException(503, f"the change was not applied: {e}".splitlines()[0],
+                                headers={"Retry-After": RETRY_AFTER}) from None
+
+    def change_out(change: live.Change) -> ChangeOut:
+        eng = holder.require()
+        rec = eng.index.docs.get(change.doc_id)
+        n = len(eng.index.doc_sentences.get(change.doc_id, ())) if rec else 0
+        messages = {
+            "added": f"added {change.doc_id} ({n} sentences); ask about it now",
+            "replaced": f"replaced the existing document {change.doc_id} with the uploaded file ({n} sentences)",
+            "unchanged": f"{change.doc_id} is already indexed with this content; nothing changed",
+            "deleted": f"deleted {change.doc_id}; {len(eng.index.docs)} documents left",
+        }
+        return ChangeOut(doc_id=change.doc_id, action=change.action, message=messages[change.action],
+                         title=rec.title if rec else None, date=rec.date_iso if rec else None, sentences=n,
+                         documents=len(eng.index.docs), seconds=round(change.seconds, 3))
+
+    @app.post("/api/documents", response_model=ChangeOut, status_code=201,
+              responses={200: {"model": ChangeOut, "description": "an existing document was replaced (or unchanged)"},
+                         409: {"model": ErrorOut, "description": "the index cannot take the change as it is"},
+                         **UPLOAD_ERRORS},
+              tags=["api"], summary="Add a document, or replace the one with the same name (multipart, field `file`)")
+    def api_upload(request: Request, file: Annotated[UploadFile, File(description=UPLOAD_FIELD)]) -> JSONResponse:
+        refuse_cross_site(request)
+        change, out = upload(file)
+        return JSONResponse(out.model_dump(), status_code=201 if change.action == "added" else 200)
+
+    @app.delete("/api/documents/{doc_id:path}", response_model=ChangeOut, responses=DELETE_ERRORS, tags=["api"],
+                summary="Delete a document from the index")
+    def api_delete(request: Request, doc_id: str = PathParam(json_schema_extra=DOC_ID_SCHEMA)) -> JSONResponse:
+        refuse_cross_site(request)
+        check_doc_id(doc_id)
+        holder.require()
+        return JSONResponse(change_out(applying(lambda: holder.delete(doc_id))).model_dump())
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "no index"}},
              tags=["api"], summary="Is an index loaded, how big, which model")
@@ -428,7 +734,10 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
             documents=len(eng.index.docs) if eng else 0,
             sentences=eng.index.n_sentences() if eng else 0,
             model=eng.index.encoder_name if eng else None,
-            detail=None if eng else f"{holder.error} Build it with: {holder.build_hint()}",
+            generation=eng.index.gen_dir.name if eng else None,
+            detail=(f"{holder.error} Build it with: {holder.build_hint()}" if eng is None
+                    else f"the index changed on disk but could not be loaded: {holder.watch_error}"
+                    if holder.watch_error else None),
         )
         return JSONResponse(body.model_dump(), status_code=200 if eng else 503)
 
@@ -453,7 +762,7 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
                     exchange["answer"] = eng.ask(question).to_dict()
                 except QuestionError as e:
                     exchange["error"] = str(e)[:1].upper() + str(e)[1:] + "."
-        return page("chat.html", examples=EXAMPLES, exchange=exchange)
+        return page("chat.html", examples=EXAMPLES, exchange=exchange, accept=",".join(SUPPORTED_SUFFIXES))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index_page(q: str | None = Query(None, max_length=MAX_QUESTION_CHARS * 2)) -> HTMLResponse:
@@ -489,16 +798,75 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
             spans.append((astart, aend, "answer"))
         if spans and not any(cls == "cite" for _, _, cls in spans):
             spans.append((spans[0][0], spans[0][1], "cite"))
+        has_cite = any(cls == "cite" for _, _, cls in spans)
+        has_answer = any(cls == "answer" for _, _, cls in spans)
+        spans += [(a, b, "furniture") for a, b in doc.furniture if 0 <= a < b <= n]
         return page(
             "doc.html",
             doc=doc,
             segments=doc_segments(doc.text, spans),
             n_sentences=len(eng.index.doc_sentences[doc.doc_id]),
             notice=notice,
-            has_cite=any(cls == "cite" for _, _, cls in spans),
-            has_answer=any(cls == "answer" for _, _, cls in spans),
+            has_cite=has_cite,
+            has_answer=has_answer,
+            has_furniture=bool(doc.furniture),
             api_href=f"/api/documents/{quote(doc.doc_id, safe='/')}",
         )
+
+    # The documents page: the list, an upload form and a delete button per document. Plain forms
+    # (post, then redirect back with what happened), so it works without JavaScript.
+    DONE = {"added": "Added", "replaced": "Replaced", "unchanged": "Already indexed, unchanged:", "deleted": "Deleted"}
+
+    def documents_view(status: int = 200, error: str | None = None, done: str | None = None,
+                       doc: str | None = None) -> HTMLResponse:
+        eng = holder.get()
+        uploaded = set(uploaded_ids(index_dir)) if eng else set()
+        rows = []
+        if eng is not None:
+            for d in eng.index.docs.values():
+                rows.append({"doc_id": d.doc_id, "title": d.title, "date": d.date_iso,
+                             "sentences": len(eng.index.doc_sentences[d.doc_id]), "uploaded": d.doc_id in uploaded,
+                             "href": f"/doc/{quote(d.doc_id, safe='/')}"})
+        flash = f"{DONE[done]} {doc}." if done in DONE and doc else None
+        return page("documents.html", status=status, rows=rows, error=error, flash=flash, done=done,
+                    accept=",".join(SUPPORTED_SUFFIXES), max_mb=MAX_FILE_BYTES // 2**20)
+
+    @app.get("/documents", response_class=HTMLResponse, include_in_schema=False)
+    def documents_page(done: str | None = Query(None, max_length=20),
+                       doc: str | None = Query(None, max_length=400)) -> HTMLResponse:
+        return documents_view(done=done, doc=doc)
+
+    @app.post("/documents", include_in_schema=False)
+    async def documents_upload(request: Request) -> Response:
+        refuse_cross_site(request)
+        try:
+            form = await request.form(max_files=1, max_fields=4)
+        except HTTPException:
+            raise
+        except Exception:  # noqa: BLE001 - a malformed multipart body is the sender's fault
+            return documents_view(400, "The upload could not be read; choose a file and try again.")
+        try:
+            file = form.get("file")
+            if not isinstance(file, StarletteUploadFile) or not file.filename:
+                return documents_view(400, "Choose a file to upload first.")
+            try:
+                change, _ = await run_in_threadpool(upload, file)
+            except HTTPException as e:
+                return documents_view(e.status_code, str(e.detail))
+        finally:
+            await form.close()
+        return RedirectResponse("/documents?" + urlencode({"done": change.action, "doc": change.doc_id}), status_code=303)
+
+    @app.post("/documents/delete", include_in_schema=False)
+    def documents_delete(request: Request, doc_id: str = Form("", max_length=2000)) -> Response:
+        refuse_cross_site(request)
+        try:
+            check_doc_id(doc_id)
+            holder.require()
+            change = applying(lambda: holder.delete(doc_id))
+        except HTTPException as e:
+            return documents_view(e.status_code, str(e.detail))
+        return RedirectResponse("/documents?" + urlencode({"done": "deleted", "doc": change.doc_id}), status_code=303)
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def api_docs() -> HTMLResponse:

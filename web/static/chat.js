@@ -289,6 +289,52 @@
     input.focus();
   });
 
+  // --- adding a document -------------------------------------------------------------------
+  // The + button opens the file picker; the file goes to POST /api/documents and the index the
+  // next question reads already holds it. The line above the box says what happened.
+  const uploadBtn = document.getElementById("upload");
+  const uploadFile = document.getElementById("upload-file");
+  const uploadStatus = document.getElementById("upload-status");
+  function showStatus(text, kind) {
+    uploadStatus.textContent = text;
+    uploadStatus.className = `upload-status ${kind}`;
+    uploadStatus.hidden = false;
+  }
+  async function upload(file) {
+    uploadBtn.disabled = true;
+    showStatus(`Adding ${file.name}…`, "pending");
+    const data = new FormData();
+    data.append("file", file, file.name);
+    try {
+      const res = await fetch("/api/documents", { method: "POST", body: data, headers: { accept: "application/json" } });
+      let body = null;
+      try {
+        body = await res.json();
+      } catch (_) {
+        body = null;
+      }
+      if (res.ok && body && typeof body.message === "string") {
+        showStatus(`${body.message.charAt(0).toUpperCase()}${body.message.slice(1)}.`, "ok");
+      } else {
+        const why = body && typeof body.detail === "string" ? body.detail : `${res.status} ${res.statusText}`;
+        showStatus(`Could not add ${file.name}: ${why}`, "error");
+      }
+    } catch (_) {
+      showStatus("Could not reach the citeqa server. Is it still running?", "error");
+    } finally {
+      uploadFile.value = "";
+      uploadBtn.disabled = false;
+    }
+  }
+  if (uploadBtn && uploadFile && uploadStatus && !input.disabled) {
+    uploadBtn.hidden = false;
+    uploadBtn.addEventListener("click", () => uploadFile.click());
+    uploadFile.addEventListener("change", () => {
+      const file = uploadFile.files && uploadFile.files[0];
+      if (file) upload(file);
+    });
+  }
+
   // A page the server rendered (no-JS form, or /?q=…) joins the history; the address goes back
   // to / so a reload shows the history instead of asking again.
   const initial = document.getElementById("initial");
