@@ -49,6 +49,7 @@ from index.loaded import LoadedIndex
 from index.store import IndexError_, NoIndexError, current_generation
 from index.uploads import BadNameError, leftovers, pending_changes, upload_doc_id, uploaded_ids
 from qa.engine import MAX_K, MAX_QUESTION_CHARS, Engine, QuestionError
+from qa.followup import MAX_PREVIOUS_CHARS, Previous
 from web.batching import BatchingEncoder
 
 HERE = Path(__file__).resolve().parent
@@ -78,19 +79,48 @@ PAGE_HEADERS = {
 }
 
 
+# Limits of the turn before a follow-up. The question is one the API took; the answer phrase may
+# be a whole sentence (when no shorter phrase answers), so it gets more room. Longer is refused (422).
+MAX_PREVIOUS_DOC_ID_CHARS = 1000
+MAX_PREVIOUS_ANSWER_CHARS = 2000
+
+
 # --- API schema ---------------------------------------------------------------------------------
+class PreviousTurn(BaseModel):
+    """The turn before a follow-up ("and who led Azerbaijan's side?", "when was that?")."""
+
+    model_config = ConfigDict(strict=True)
+
+    question: str = Field(min_length=1, max_length=MAX_PREVIOUS_CHARS, description="the question asked just before")
+    doc_id: str | None = Field(None, max_length=MAX_PREVIOUS_DOC_ID_CHARS,
+                               description="the document its answer cited first (an unknown id is ignored)")
+    answer: str | None = Field(None, max_length=MAX_PREVIOUS_ANSWER_CHARS,
+                               description="its answer phrase, which the follow-up will not give again")
+
+    def to_previous(self) -> Previous:
+        return Previous(self.question, self.doc_id, self.answer)
+
+
 class AskRequest(BaseModel):
     """A question; ``k`` is the number of citations to return."""
 
     model_config = ConfigDict(
         strict=True,
-        json_schema_extra={"examples": [{"question": "when were direct AZAL flights announced", "k": 5}]},
+        json_schema_extra={"examples": [
+            {"question": "when were direct AZAL flights announced", "k": 5},
+            {"question": "who welcomed that?", "previous": {"question": "when were direct AZAL flights announced",
+                                                            "doc_id": "003_fdf2c5db0e68fe77.txt",
+                                                            "answer": "November 9, 2023"}},
+        ]},
     )
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="the question, in plain words")
     # Not strict: JSON Schema counts 5.0 as an integer. Strings and booleans are still refused.
     k: int = Field(5, ge=1, le=MAX_K, strict=False, description=f"number of citations, 1 to {MAX_K}")
     id: str | None = Field(None, max_length=200, description="echoed back in the answer")
+    previous: PreviousTurn | None = Field(
+        None, description="the turn before, when this question follows up on it; the answer then carries "
+        "`resolved_question`, how the follow-up was read")
 
     @field_validator("k", mode="before")
     @classmethod
@@ -115,6 +145,13 @@ class CitationOut(BaseModel):
     page: int | None = Field(None, description="1-based page of the sentence, for documents with pages (PDF)")
 
 
+class AnswerPart(BaseModel):
+    text: str
+    citation: int = Field(description="index into `citations` of the sentence that holds this part")
+    answer_start: int = Field(description="start of this part inside that citation's `sentence`")
+    answer_end: int
+
+
 class AnswerOut(BaseModel):
     """The answer contract of GUIDE.md (the same object as `qa ask --json`)."""
 
@@ -127,7 +164,12 @@ class AnswerOut(BaseModel):
     confidence: float
     citations: list[CitationOut] = Field(description="best first; the nearest passages even when abstaining")
     answer_source: str | None = Field(None, description='"sentence" or "document_date"')
-    answer_note: str | None = None
+    answer_note: str | None = Field(None, description="a note on where the answer comes from (the document's date)")
+    answers: list[AnswerPart] | None = Field(
+        None, description="both parts of an answer to a question asking for two things (\"who led each side\"); "
+        "`answer` is the first")
+    resolved_question: str | None = Field(None, description="how a follow-up was read, with the turn before")
+    support: float | None = None
 
 
 class DocumentSummary(BaseModel):
@@ -515,6 +557,8 @@ def one_line(exc: RequestValidationError) -> tuple[int, str]:
     if loc == ["question"] and err.get("type") == "string_too_long":
         n = len(err.get("input") or "")
         return 422, f"the question is {n} characters long; the limit is {MAX_QUESTION_CHARS}"
+    if loc and err.get("type") in ("model_type", "model_attributes_type", "dict_type"):
+        return 422, f'{where} must be a JSON object such as {{"question": "…"}}, or null'
     if err.get("type") == "model_attributes_type" or (not loc and "dict" in msg):
         return 422, 'request body must be a JSON object such as {"question": "…"}'
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
@@ -608,7 +652,8 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
     def api_ask(req: AskRequest) -> JSONResponse:
         eng = holder.require()
         try:
-            ans = eng.ask(req.question, k=req.k, id=req.id)
+            ans = eng.ask(req.question, k=req.k, id=req.id,
+                          previous=req.previous.to_previous() if req.previous else None)
         except QuestionError as e:
             raise HTTPException(422, str(e)) from None
         return JSONResponse(ans.to_dict())
@@ -894,21 +939,29 @@ def describe_openapi(spec: dict[str, Any]) -> list[dict[str, Any]]:
             return f"list of {ref_name(s.get('items', {}))}"
         return s.get("type", "object")
 
+    def add_fields(fields: list[dict[str, Any]], model: dict[str, Any], prefix: str) -> None:
+        """One row per field; an object field's own fields follow it as `name.field` rows."""
+        required = set(model.get("required", []))
+        for name, prop in model.get("properties", {}).items():
+            kinds = prop.get("anyOf", [prop])
+            limits = {k: p[k] for k in ("minLength", "maxLength", "minimum", "maximum") for p in kinds if k in p}
+            if "default" in prop and prop["default"] is not None:
+                limits["default"] = prop["default"]
+            fields.append({"name": prefix + name, "required": name in required,
+                           "type": " or ".join("object" if "$ref" in p else p.get("type", "?") for p in kinds),
+                           "description": prop.get("description", ""),
+                           "limits": ", ".join(f"{k} {v}" for k, v in limits.items())})
+            for p in kinds:
+                if "$ref" in p:
+                    add_fields(fields, deref(p), f"{prefix}{name}.")
+
     ops = []
     for path, methods in spec.get("paths", {}).items():
         for method, op in methods.items():
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-            fields = []
+            fields: list[dict[str, Any]] = []
             if body:
-                model = deref(body)
-                required = set(model.get("required", []))
-                for name, prop in model.get("properties", {}).items():
-                    fields.append({"name": name, "required": name in required,
-                                   "type": prop.get("type") or " or ".join(p.get("type", "?") for p in prop.get("anyOf", [])),
-                                   "description": prop.get("description", ""),
-                                   "limits": ", ".join(f"{k} {prop[k]}" for k in
-                                                       ("minLength", "maxLength", "minimum", "maximum", "default")
-                                                       if k in prop)})
+                add_fields(fields, deref(body), "")
             responses = []
             for code, r in op.get("responses", {}).items():
                 schema = r.get("content", {}).get("application/json", {}).get("schema", {})
