@@ -479,25 +479,93 @@ def doc_href(doc_id: str, start: int, end: int, a_start: int | None = None, a_en
     return f"/doc/{quote(doc_id, safe='/')}?{urlencode(params)}#cite"
 
 
+ANSWER_JOIN = " · "  # between the parts of a two-part answer ("Foreign Secretary Sohail Mahmood · Ramiz Hasanov")
+
+
+def answer_marks(ans: dict[str, Any]) -> dict[int, list[tuple[int, int]]]:
+    """Where to highlight the answer: citation index → sorted, non-overlapping (start, end) in its
+    sentence. A two-part answer marks each part in its own citation (both in one sentence when they
+    share it); otherwise the first citation's answer span. Offsets that do not fit are skipped."""
+    cits = ans.get("citations") or []
+    if ans.get("abstained") or not cits:
+        return {}
+
+    def fits(i: Any, a: Any, b: Any) -> bool:
+        return (all(isinstance(v, int) and not isinstance(v, bool) for v in (i, a, b))
+                and 0 <= i < len(cits) and 0 <= a < b <= len(cits[i]["sentence"]))
+
+    spans: list[tuple[int, int, int]] = []
+    parts = ans.get("answers")
+    if isinstance(parts, list) and len(parts) > 1:
+        spans = [(p.get("citation"), p.get("answer_start"), p.get("answer_end")) for p in parts if isinstance(p, dict)]
+        spans = [s for s in spans if fits(*s)]
+    if not spans and fits(0, cits[0].get("answer_start"), cits[0].get("answer_end")):
+        spans = [(0, cits[0]["answer_start"], cits[0]["answer_end"])]
+    marks: dict[int, list[tuple[int, int]]] = {}
+    for i, a, b in sorted(spans):
+        kept = marks.setdefault(i, [])
+        if not kept or a >= kept[-1][1]:
+            kept.append((a, b))
+    return marks
+
+
+def answer_phrase(ans: dict[str, Any]) -> str | None:
+    """The answer as shown: both parts of a two-part answer, else the answer phrase."""
+    parts = ans.get("answers")
+    if (not ans.get("abstained") and isinstance(parts, list) and len(parts) > 1
+            and all(isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"] for p in parts)):
+        return ANSWER_JOIN.join(p["text"] for p in parts)
+    return ans.get("answer")
+
+
+def marked_parts(sentence: str, marks: list[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """``sentence`` cut at the marks: (text, is the answer) pieces, in order, nothing left out."""
+    out: list[tuple[str, bool]] = []
+    at = 0
+    for a, b in marks:
+        if a > at:
+            out.append((sentence[at:a], False))
+        out.append((sentence[a:b], True))
+        at = b
+    if at < len(sentence) or not out:
+        out.append((sentence[at:], False))
+    return out
+
+
 def answer_view(ans: dict[str, Any]) -> dict[str, Any]:
     """What a template needs to show one answer: highlighted sentence parts and citation links."""
+    marks = answer_marks(ans)
     cits = []
     for i, c in enumerate(ans["citations"]):
-        a, b = c.get("answer_start"), c.get("answer_end")
-        s = c["sentence"]
-        if i == 0 and not ans["abstained"] and a is not None and b is not None and 0 <= a < b <= len(s):
-            parts = (s[:a], s[a:b], s[b:])
-            href = doc_href(c["doc_id"], c["start"], c["end"], c["start"] + a, c["start"] + b)
+        mine = marks.get(i, [])
+        if mine:  # the document view highlights one answer span: this citation's first
+            href = doc_href(c["doc_id"], c["start"], c["end"], c["start"] + mine[0][0], c["start"] + mine[0][1])
         else:
-            parts = (s, "", "")
             href = doc_href(c["doc_id"], c["start"], c["end"])
         if i == 0 and ans.get("answer_source") == "document_date" and ans.get("answer_doc_id") == c["doc_id"]:
             href = doc_href(c["doc_id"], c["start"], c["end"], ans["answer_doc_start"], ans["answer_doc_end"])
-        cits.append({**c, "n": i + 1, "parts": parts, "href": href, "pretty_date": pretty_date(c.get("date"))})
+        cits.append({**c, "n": i + 1, "parts": marked_parts(c["sentence"], mine), "href": href,
+                     "pretty_date": pretty_date(c.get("date"))})
     date_href = None
     if ans.get("answer_source") == "document_date" and ans.get("answer_doc_id") is not None:
         date_href = doc_href(ans["answer_doc_id"], ans["answer_doc_start"], ans["answer_doc_end"])
-    return {**ans, "cits": cits, "level": confidence_level(ans["confidence"]), "date_href": date_href}
+    return {**ans, "cits": cits, "level": confidence_level(ans["confidence"]), "date_href": date_href,
+            "phrase": answer_phrase(ans)}
+
+
+def turn_before_next(exchange: dict[str, Any] | None) -> dict[str, str] | None:
+    """The turn a next question may follow up on (what chat.js sends as `previous`), for the form's
+    hidden fields: none after an abstention or an error; an over-long doc id or answer is left out."""
+    ans = (exchange or {}).get("answer")
+    if not ans or ans["abstained"] or not ans["question"] or len(ans["question"]) > MAX_PREVIOUS_CHARS:
+        return None
+    turn = {"after": ans["question"]}
+    doc_id = ans["citations"][0]["doc_id"] if ans["citations"] else None
+    if doc_id and len(doc_id) <= MAX_PREVIOUS_DOC_ID_CHARS:
+        turn["after_doc"] = doc_id
+    if ans["answer"] and len(ans["answer"]) <= MAX_PREVIOUS_ANSWER_CHARS:
+        turn["after_answer"] = ans["answer"]
+    return turn
 
 
 def doc_segments(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[str, str | None, bool]]:
@@ -794,7 +862,7 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
             raise HTTPException(404, f"no document {doc_id[:80]!r} in this index; GET /api/documents lists them")
         return doc
 
-    def chat(question: str | None) -> HTMLResponse:
+    def chat(question: str | None, previous: Previous | None = None) -> HTMLResponse:
         # {"question", "answer": the contract, or "error": one line}; chat.js keeps it in its history.
         exchange: dict[str, Any] | None = None
         if question is not None:
@@ -804,20 +872,36 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
                 exchange["error"] = f"{holder.error} Build it with: {holder.build_hint()}"
             else:
                 try:
-                    exchange["answer"] = eng.ask(question).to_dict()
+                    exchange["answer"] = eng.ask(question, previous=previous).to_dict()
                 except QuestionError as e:
                     exchange["error"] = str(e)[:1].upper() + str(e)[1:] + "."
-        return page("chat.html", examples=EXAMPLES, exchange=exchange, accept=",".join(SUPPORTED_SUFFIXES))
+        return page("chat.html", examples=EXAMPLES, exchange=exchange, after=turn_before_next(exchange),
+                    accept=",".join(SUPPORTED_SUFFIXES))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index_page(q: str | None = Query(None, max_length=MAX_QUESTION_CHARS * 2)) -> HTMLResponse:
-        return chat(q)
+    def index_page(
+        q: str | None = Query(None, max_length=MAX_QUESTION_CHARS * 2),
+        after: str | None = Query(None, max_length=MAX_PREVIOUS_CHARS),
+        after_doc: str | None = Query(None, max_length=MAX_PREVIOUS_DOC_ID_CHARS),
+        after_answer: str | None = Query(None, max_length=MAX_PREVIOUS_ANSWER_CHARS),
+    ) -> HTMLResponse:
+        previous = Previous(after, after_doc or None, after_answer or None) if after else None
+        return chat(q, previous)
 
     @app.post("/", include_in_schema=False)
-    def index_post(question: str = Form("", max_length=MAX_QUESTION_CHARS * 2)) -> Response:
+    def index_post(
+        question: str = Form("", max_length=MAX_QUESTION_CHARS * 2),
+        after: str = Form("", max_length=MAX_PREVIOUS_CHARS),
+        after_doc: str = Form("", max_length=MAX_PREVIOUS_DOC_ID_CHARS),
+        after_answer: str = Form("", max_length=MAX_PREVIOUS_ANSWER_CHARS),
+    ) -> Response:
         # The form without JavaScript (with JS, chat.js uses the API). Post/redirect/get: the answer
         # page has an address, so a reload shows the answer again instead of asking to resend a form.
-        return RedirectResponse("/?" + urlencode({"q": question}), status_code=303)
+        # The hidden `after*` fields carry the turn on the page, so a follow-up works here too.
+        params = {"q": question}
+        if after:
+            params |= {k: v for k, v in (("after", after), ("after_doc", after_doc), ("after_answer", after_answer)) if v}
+        return RedirectResponse("/?" + urlencode(params), status_code=303)
 
     @app.get("/doc/{doc_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def doc_page(
