@@ -112,6 +112,60 @@ def test_ask_rejects_bad_input_with_one_line(client: TestClient, body, status: i
     assert needle in detail
 
 
+# --- follow-ups: the turn before rides along as `previous` ----------------------------------
+def test_a_follow_up_is_read_with_the_previous_turn(client: TestClient) -> None:
+    first = client.post("/api/ask", json={"question": AZAL}).json()
+    previous = {"question": AZAL, "doc_id": first["citations"][0]["doc_id"], "answer": first["answer"]}
+    r = client.post("/api/ask", json={"question": "who welcomed that?", "previous": previous})
+    assert r.status_code == 200, r.text
+    ans = r.json()
+    assert ans["question"] == "who welcomed that?"
+    assert ans["resolved_question"] == f"{AZAL} who welcomed that?"
+    assert ans["abstained"] is False and ans["citations"][0]["doc_id"] == AZAL_DOC
+    assert ans["answer"] != first["answer"] and "Kakar" in ans["answer"]
+    # Without the turn before, the same words are not read as a follow-up.
+    alone = client.post("/api/ask", json={"question": "who welcomed that?"}).json()
+    assert "resolved_question" not in alone
+
+
+@pytest.mark.parametrize(
+    "previous",
+    [
+        None,
+        {"question": AZAL},
+        {"question": AZAL, "doc_id": None, "answer": None},
+        {"question": AZAL, "doc_id": "no-such-document.txt", "answer": "anything"},
+        {"question": AZAL, "doc_id": "../../etc/passwd", "answer": ""},
+        {"question": "x" * 1000, "doc_id": "d" * 1000, "answer": "a" * 2000},
+    ],
+)
+def test_previous_turns_the_engine_cannot_use_are_harmless(client: TestClient, previous) -> None:
+    r = client.post("/api/ask", json={"question": "when was that?", "previous": previous})
+    assert r.status_code == 200, r.text
+    assert r.json()["citations"]
+
+
+@pytest.mark.parametrize(
+    ("previous", "needle"),
+    [
+        ({"question": "x" * 1001}, "previous.question"),
+        ({"question": ""}, "previous.question"),
+        ({"question": AZAL, "doc_id": "d" * 1001}, "previous.doc_id"),
+        ({"question": AZAL, "answer": "a" * 2001}, "previous.answer"),
+        ({"question": 42}, "previous.question"),
+        ({"question": AZAL, "doc_id": 3}, "previous.doc_id"),
+        ({"question": AZAL, "answer": ["November 9, 2023"]}, "previous.answer"),
+        ({"doc_id": AZAL_DOC}, "previous.question"),
+        ("when were direct AZAL flights announced", "previous must be a JSON object"),
+        ([AZAL], "previous must be a JSON object"),
+        (7, "previous must be a JSON object"),
+    ],
+)
+def test_a_bad_previous_turn_is_a_422_with_the_reason(client: TestClient, previous, needle: str) -> None:
+    detail = assert_one_line_error(client.post("/api/ask", json={"question": "when was that?", "previous": previous}), 422)
+    assert needle in detail
+
+
 def test_ask_accepts_exactly_1000_characters(client: TestClient) -> None:
     q = ("where was the summit held " * 40)[:1000]
     assert client.post("/api/ask", json={"question": q}).status_code == 200

@@ -21,6 +21,8 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 AZAL = "when were direct AZAL flights announced"
 FIFA = "Who won the 2022 FIFA World Cup?"
 XSS = "<script>alert(1)</script>"
+FOLLOW_UP = "who welcomed that?"  # the AZAL document: "PM Kakar welcomed the announcement of direct flight operations …"
+TWO_PARTS = "Who led each side at the political consultations?"  # both names in one sentence of 000_…
 TIMEOUT_MS = 30_000  # one answer takes well under a second; this is for a machine under heavy load
 
 pytestmark = [
@@ -179,6 +181,82 @@ def test_the_conversation_survives_a_reload(desktop, live_server: str) -> None:
     expect(page.locator("#welcome")).to_be_visible()
     page.reload()
     expect(page.locator(".exchange")).to_have_count(0)
+    watch.assert_clean()
+
+
+def asks_sent(page) -> list[dict]:
+    """The bodies of the chat's POST /api/ask calls, in order (filled as the page sends them)."""
+    sent: list[dict] = []
+    page.on("request", lambda r: sent.append(r.post_data_json)
+            if r.method == "POST" and r.url.endswith("/api/ask") else None)
+    return sent
+
+
+def settled(page):
+    """The last answer, once it is no longer pending."""
+    answer = last_answer(page)
+    expect(answer).not_to_have_class(re.compile(r"\bpending\b"))
+    return answer
+
+
+def test_a_follow_up_carries_the_turn_before(desktop, live_server: str) -> None:
+    page, watch = desktop
+    sent = asks_sent(page)
+    page.goto(live_server)
+    ask(page, AZAL)
+    first = last_answer(page)
+    expect(first.locator(".answer-phrase")).to_contain_text("2023")
+    phrase = first.locator(".answer-phrase").inner_text()
+    ask(page, FOLLOW_UP)
+    expect(page.locator(".exchange")).to_have_count(2)
+    follow = page.locator(".exchange").last
+    # The user sees how the follow-up was read: with the question before it.
+    expect(follow.locator(".read-as")).to_have_text(f"(read as: {AZAL} {FOLLOW_UP})")
+    answer = settled(page)
+    expect(answer).to_have_class(re.compile(r"\banswered\b"))
+    cited = answer.locator(".cite-item").first
+    expect(cited.locator(".doc-id")).to_have_text(re.compile(r"^003_"))
+    said = answer.locator(".answer-phrase").inner_text()
+    assert said and said != phrase and said in cited.locator("blockquote.sentence").inner_text()
+    assert sent[0] == {"question": AZAL}
+    assert sent[1]["question"] == FOLLOW_UP
+    prev = sent[1]["previous"]
+    assert prev["question"] == AZAL and prev["doc_id"].startswith("003_") and prev["answer"] == phrase
+
+    page.reload()  # the reading is kept with the conversation
+    expect(page.locator(".exchange")).to_have_count(2)
+    expect(page.locator(".exchange").last.locator(".read-as")).to_have_text(f"(read as: {AZAL} {FOLLOW_UP})")
+    expect(page.locator(".exchange").first.locator(".read-as")).to_have_count(0)
+
+    # After an abstention, or in a new chat, there is no turn to follow up on.
+    ask(page, FIFA)
+    expect(settled(page)).to_have_class(re.compile(r"\babstained\b"))
+    ask(page, FOLLOW_UP)
+    settled(page)
+    page.locator("#clear").click()
+    ask(page, FOLLOW_UP)
+    settled(page)
+    assert [len(sent), "previous" in sent[-3], "previous" in sent[-2], "previous" in sent[-1]] == [5, True, False, False]
+    expect(page.locator(".read-as")).to_have_count(0)
+    watch.assert_clean()
+
+
+def test_a_two_part_answer_highlights_both_parts(desktop, live_server: str) -> None:
+    page, watch = desktop
+    page.goto(live_server)
+    with page.expect_response("**/api/ask") as resp:
+        ask(page, TWO_PARTS)
+    ans = resp.value.json()
+    parts = ans.get("answers") or []
+    assert len(parts) == 2, f"the engine no longer answers {TWO_PARTS!r} in two parts: {ans['answer']!r}"
+    answer = settled(page)
+    expect(answer.locator(".answer-phrase")).to_have_text(f"{parts[0]['text']} · {parts[1]['text']}")
+    items = answer.locator(".cite-item")
+    for i, c in enumerate(ans["citations"][:3]):
+        mine = sorted((p["answer_start"], p["answer_end"]) for p in parts if p["citation"] == i)
+        expect(items.nth(i).locator("mark.answer")).to_have_text([c["sentence"][a:b] for a, b in mine])
+        expect(items.nth(i).locator("blockquote.sentence")).to_have_text(c["sentence"])
+    expect(answer.locator("mark.answer")).to_have_count(2)
     watch.assert_clean()
 
 

@@ -140,3 +140,74 @@ def test_favicon_and_api_docs(client: TestClient) -> None:
     assert client.get("/favicon.ico", follow_redirects=False).headers["location"] == "/static/favicon.svg"
     docs = client.get("/docs").text
     assert "POST" in docs and "/api/ask" in docs and "1000" in docs
+
+
+# --- two-part answers and follow-ups without JavaScript ---------------------------------------
+TWO_SENTENCES = "Which two Pakistani prime ministers are reported meeting President Ilham Aliyev?"
+ONE_SENTENCE = "Who led each side at the political consultations?"
+
+
+def blockquotes(page: str) -> list[str]:
+    return re.findall(r'<blockquote class="sentence">(.*?)</blockquote>', page, re.S)
+
+
+@pytest.mark.parametrize("question", [TWO_SENTENCES, ONE_SENTENCE])
+def test_a_two_part_answer_shows_both_parts_each_highlighted_in_its_sentence(client: TestClient, engine,
+                                                                              question: str) -> None:
+    ans = engine.ask(question).to_dict()
+    parts = ans.get("answers") or []
+    assert len(parts) == 2, f"the engine no longer answers {question!r} in two parts: {ans['answer']!r}"
+    page = client.get("/", params={"q": question}).text
+    shown = re.search(r'<span class="answer-phrase">(.*?)</span>', page).group(1)
+    assert html.unescape(shown) == f"{parts[0]['text']} · {parts[1]['text']}"
+    quotes = blockquotes(page)
+    for i, c in enumerate(ans["citations"][:3]):
+        mine = sorted((p["answer_start"], p["answer_end"]) for p in parts if p["citation"] == i)
+        marked = [html.unescape(m) for m in re.findall(r'<mark class="answer">(.*?)</mark>', quotes[i])]
+        assert marked == [c["sentence"][a:b] for a, b in mine], f"citation {i + 1}"
+        assert html.unescape(re.sub(r"<[^>]+>", "", quotes[i])) == c["sentence"]  # nothing added or lost
+    # Both parts are marked, once each: in two sentences, or both in one.
+    assert sum(q.count('<mark class="answer">') for q in quotes) == 2
+    if question == ONE_SENTENCE:
+        assert {p["citation"] for p in parts} == {0} and quotes[0].count("<mark") == 2
+
+
+def test_answer_marks_skip_what_does_not_fit() -> None:
+    from web.app import answer_marks, answer_phrase, marked_parts
+
+    s = "Alpha met Beta in Gamma."
+    cits = [{"sentence": s, "answer_start": 0, "answer_end": 5}, {"sentence": "Delta.", "answer_start": None}]
+    ans = {"abstained": False, "answer": "Alpha", "citations": cits,
+           "answers": [{"text": "Beta", "citation": 0, "answer_start": 10, "answer_end": 14},
+                       {"text": "Alpha", "citation": 0, "answer_start": 0, "answer_end": 5},
+                       {"text": "Alp", "citation": 0, "answer_start": 2, "answer_end": 8},  # overlaps: dropped
+                       {"text": "x", "citation": 5, "answer_start": 0, "answer_end": 1},  # no such citation
+                       {"text": "y", "citation": 1, "answer_start": 3, "answer_end": 99}]}  # outside the sentence
+    assert answer_marks(ans) == {0: [(0, 5), (10, 14)]}
+    assert marked_parts(s, [(0, 5), (10, 14)]) == [("Alpha", True), (" met ", False), ("Beta", True), (" in Gamma.", False)]
+    assert answer_phrase({**ans, "answers": ans["answers"][:2]}) == "Beta · Alpha"
+    assert answer_marks({**ans, "answers": "junk"}) == {0: [(0, 5)]}  # falls back to the answer span
+    assert answer_marks({**ans, "abstained": True}) == {}
+    assert marked_parts(s, []) == [(s, False)] and marked_parts("", []) == [("", False)]
+
+
+def test_a_follow_up_works_without_javascript(client: TestClient) -> None:
+    page = client.get("/", params={"q": AZAL}).text
+    hidden = dict(re.findall(r'<input type="hidden" name="(after\w*)" value="([^"]*)">', page))
+    assert {k: html.unescape(v) for k, v in hidden.items()} == {
+        "after": AZAL, "after_doc": AZAL_DOC, "after_answer": "November 9, 2023"}
+    r = client.post("/", data={"question": "who welcomed that?", **hidden}, follow_redirects=False)
+    assert r.status_code == 303 and "after=" in r.headers["location"]
+    page = client.get(r.headers["location"]).text
+    assert '<div class="msg user"><p>who welcomed that?</p></div>' in page
+    read_as = re.search(r'<p class="read-as">\(read as: (.*?)\)</p>', page).group(1)
+    assert html.unescape(read_as) == f"{AZAL} who welcomed that?"
+    assert "Kakar" in re.search(r'<span class="answer-phrase">(.*?)</span>', page).group(1)
+    # After an abstention there is no turn to follow up on.
+    page = client.get("/", params={"q": "Who won the 2022 FIFA World Cup?"}).text
+    assert 'type="hidden"' not in page and "read-as" not in page
+
+
+def test_a_bad_previous_turn_in_the_address_is_an_error_page(client: TestClient) -> None:
+    r = client.get("/", params={"q": "when was that?", "after": "x" * 1001})
+    assert r.status_code == 422 and "after" in r.text

@@ -49,6 +49,7 @@ from index.loaded import LoadedIndex
 from index.store import IndexError_, NoIndexError, current_generation
 from index.uploads import BadNameError, leftovers, pending_changes, upload_doc_id, uploaded_ids
 from qa.engine import MAX_K, MAX_QUESTION_CHARS, Engine, QuestionError
+from qa.followup import MAX_PREVIOUS_CHARS, Previous
 from web.batching import BatchingEncoder
 
 HERE = Path(__file__).resolve().parent
@@ -78,19 +79,48 @@ PAGE_HEADERS = {
 }
 
 
+# Limits of the turn before a follow-up. The question is one the API took; the answer phrase may
+# be a whole sentence (when no shorter phrase answers), so it gets more room. Longer is refused (422).
+MAX_PREVIOUS_DOC_ID_CHARS = 1000
+MAX_PREVIOUS_ANSWER_CHARS = 2000
+
+
 # --- API schema ---------------------------------------------------------------------------------
+class PreviousTurn(BaseModel):
+    """The turn before a follow-up ("and who led Azerbaijan's side?", "when was that?")."""
+
+    model_config = ConfigDict(strict=True)
+
+    question: str = Field(min_length=1, max_length=MAX_PREVIOUS_CHARS, description="the question asked just before")
+    doc_id: str | None = Field(None, max_length=MAX_PREVIOUS_DOC_ID_CHARS,
+                               description="the document its answer cited first (an unknown id is ignored)")
+    answer: str | None = Field(None, max_length=MAX_PREVIOUS_ANSWER_CHARS,
+                               description="its answer phrase, which the follow-up will not give again")
+
+    def to_previous(self) -> Previous:
+        return Previous(self.question, self.doc_id, self.answer)
+
+
 class AskRequest(BaseModel):
     """A question; ``k`` is the number of citations to return."""
 
     model_config = ConfigDict(
         strict=True,
-        json_schema_extra={"examples": [{"question": "when were direct AZAL flights announced", "k": 5}]},
+        json_schema_extra={"examples": [
+            {"question": "when were direct AZAL flights announced", "k": 5},
+            {"question": "who welcomed that?", "previous": {"question": "when were direct AZAL flights announced",
+                                                            "doc_id": "003_fdf2c5db0e68fe77.txt",
+                                                            "answer": "November 9, 2023"}},
+        ]},
     )
 
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="the question, in plain words")
     # Not strict: JSON Schema counts 5.0 as an integer. Strings and booleans are still refused.
     k: int = Field(5, ge=1, le=MAX_K, strict=False, description=f"number of citations, 1 to {MAX_K}")
     id: str | None = Field(None, max_length=200, description="echoed back in the answer")
+    previous: PreviousTurn | None = Field(
+        None, description="the turn before, when this question follows up on it; the answer then carries "
+        "`resolved_question`, how the follow-up was read")
 
     @field_validator("k", mode="before")
     @classmethod
@@ -115,6 +145,13 @@ class CitationOut(BaseModel):
     page: int | None = Field(None, description="1-based page of the sentence, for documents with pages (PDF)")
 
 
+class AnswerPart(BaseModel):
+    text: str
+    citation: int = Field(description="index into `citations` of the sentence that holds this part")
+    answer_start: int = Field(description="start of this part inside that citation's `sentence`")
+    answer_end: int
+
+
 class AnswerOut(BaseModel):
     """The answer contract of GUIDE.md (the same object as `qa ask --json`)."""
 
@@ -127,7 +164,12 @@ class AnswerOut(BaseModel):
     confidence: float
     citations: list[CitationOut] = Field(description="best first; the nearest passages even when abstaining")
     answer_source: str | None = Field(None, description='"sentence" or "document_date"')
-    answer_note: str | None = None
+    answer_note: str | None = Field(None, description="a note on where the answer comes from (the document's date)")
+    answers: list[AnswerPart] | None = Field(
+        None, description="both parts of an answer to a question asking for two things (\"who led each side\"); "
+        "`answer` is the first")
+    resolved_question: str | None = Field(None, description="how a follow-up was read, with the turn before")
+    support: float | None = None
 
 
 class DocumentSummary(BaseModel):
@@ -437,25 +479,93 @@ def doc_href(doc_id: str, start: int, end: int, a_start: int | None = None, a_en
     return f"/doc/{quote(doc_id, safe='/')}?{urlencode(params)}#cite"
 
 
+ANSWER_JOIN = " · "  # between the parts of a two-part answer ("Foreign Secretary Sohail Mahmood · Ramiz Hasanov")
+
+
+def answer_marks(ans: dict[str, Any]) -> dict[int, list[tuple[int, int]]]:
+    """Where to highlight the answer: citation index → sorted, non-overlapping (start, end) in its
+    sentence. A two-part answer marks each part in its own citation (both in one sentence when they
+    share it); otherwise the first citation's answer span. Offsets that do not fit are skipped."""
+    cits = ans.get("citations") or []
+    if ans.get("abstained") or not cits:
+        return {}
+
+    def fits(i: Any, a: Any, b: Any) -> bool:
+        return (all(isinstance(v, int) and not isinstance(v, bool) for v in (i, a, b))
+                and 0 <= i < len(cits) and 0 <= a < b <= len(cits[i]["sentence"]))
+
+    spans: list[tuple[int, int, int]] = []
+    parts = ans.get("answers")
+    if isinstance(parts, list) and len(parts) > 1:
+        spans = [(p.get("citation"), p.get("answer_start"), p.get("answer_end")) for p in parts if isinstance(p, dict)]
+        spans = [s for s in spans if fits(*s)]
+    if not spans and fits(0, cits[0].get("answer_start"), cits[0].get("answer_end")):
+        spans = [(0, cits[0]["answer_start"], cits[0]["answer_end"])]
+    marks: dict[int, list[tuple[int, int]]] = {}
+    for i, a, b in sorted(spans):
+        kept = marks.setdefault(i, [])
+        if not kept or a >= kept[-1][1]:
+            kept.append((a, b))
+    return marks
+
+
+def answer_phrase(ans: dict[str, Any]) -> str | None:
+    """The answer as shown: both parts of a two-part answer, else the answer phrase."""
+    parts = ans.get("answers")
+    if (not ans.get("abstained") and isinstance(parts, list) and len(parts) > 1
+            and all(isinstance(p, dict) and isinstance(p.get("text"), str) and p["text"] for p in parts)):
+        return ANSWER_JOIN.join(p["text"] for p in parts)
+    return ans.get("answer")
+
+
+def marked_parts(sentence: str, marks: list[tuple[int, int]]) -> list[tuple[str, bool]]:
+    """``sentence`` cut at the marks: (text, is the answer) pieces, in order, nothing left out."""
+    out: list[tuple[str, bool]] = []
+    at = 0
+    for a, b in marks:
+        if a > at:
+            out.append((sentence[at:a], False))
+        out.append((sentence[a:b], True))
+        at = b
+    if at < len(sentence) or not out:
+        out.append((sentence[at:], False))
+    return out
+
+
 def answer_view(ans: dict[str, Any]) -> dict[str, Any]:
     """What a template needs to show one answer: highlighted sentence parts and citation links."""
+    marks = answer_marks(ans)
     cits = []
     for i, c in enumerate(ans["citations"]):
-        a, b = c.get("answer_start"), c.get("answer_end")
-        s = c["sentence"]
-        if i == 0 and not ans["abstained"] and a is not None and b is not None and 0 <= a < b <= len(s):
-            parts = (s[:a], s[a:b], s[b:])
-            href = doc_href(c["doc_id"], c["start"], c["end"], c["start"] + a, c["start"] + b)
+        mine = marks.get(i, [])
+        if mine:  # the document view highlights one answer span: this citation's first
+            href = doc_href(c["doc_id"], c["start"], c["end"], c["start"] + mine[0][0], c["start"] + mine[0][1])
         else:
-            parts = (s, "", "")
             href = doc_href(c["doc_id"], c["start"], c["end"])
         if i == 0 and ans.get("answer_source") == "document_date" and ans.get("answer_doc_id") == c["doc_id"]:
             href = doc_href(c["doc_id"], c["start"], c["end"], ans["answer_doc_start"], ans["answer_doc_end"])
-        cits.append({**c, "n": i + 1, "parts": parts, "href": href, "pretty_date": pretty_date(c.get("date"))})
+        cits.append({**c, "n": i + 1, "parts": marked_parts(c["sentence"], mine), "href": href,
+                     "pretty_date": pretty_date(c.get("date"))})
     date_href = None
     if ans.get("answer_source") == "document_date" and ans.get("answer_doc_id") is not None:
         date_href = doc_href(ans["answer_doc_id"], ans["answer_doc_start"], ans["answer_doc_end"])
-    return {**ans, "cits": cits, "level": confidence_level(ans["confidence"]), "date_href": date_href}
+    return {**ans, "cits": cits, "level": confidence_level(ans["confidence"]), "date_href": date_href,
+            "phrase": answer_phrase(ans)}
+
+
+def turn_before_next(exchange: dict[str, Any] | None) -> dict[str, str] | None:
+    """The turn a next question may follow up on (what chat.js sends as `previous`), for the form's
+    hidden fields: none after an abstention or an error; an over-long doc id or answer is left out."""
+    ans = (exchange or {}).get("answer")
+    if not ans or ans["abstained"] or not ans["question"] or len(ans["question"]) > MAX_PREVIOUS_CHARS:
+        return None
+    turn = {"after": ans["question"]}
+    doc_id = ans["citations"][0]["doc_id"] if ans["citations"] else None
+    if doc_id and len(doc_id) <= MAX_PREVIOUS_DOC_ID_CHARS:
+        turn["after_doc"] = doc_id
+    if ans["answer"] and len(ans["answer"]) <= MAX_PREVIOUS_ANSWER_CHARS:
+        turn["after_answer"] = ans["answer"]
+    return turn
 
 
 def doc_segments(text: str, spans: list[tuple[int, int, str]]) -> list[tuple[str, str | None, bool]]:
@@ -515,6 +625,8 @@ def one_line(exc: RequestValidationError) -> tuple[int, str]:
     if loc == ["question"] and err.get("type") == "string_too_long":
         n = len(err.get("input") or "")
         return 422, f"the question is {n} characters long; the limit is {MAX_QUESTION_CHARS}"
+    if loc and err.get("type") in ("model_type", "model_attributes_type", "dict_type"):
+        return 422, f'{where} must be a JSON object such as {{"question": "…"}}, or null'
     if err.get("type") == "model_attributes_type" or (not loc and "dict" in msg):
         return 422, 'request body must be a JSON object such as {"question": "…"}'
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
@@ -608,7 +720,8 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
     def api_ask(req: AskRequest) -> JSONResponse:
         eng = holder.require()
         try:
-            ans = eng.ask(req.question, k=req.k, id=req.id)
+            ans = eng.ask(req.question, k=req.k, id=req.id,
+                          previous=req.previous.to_previous() if req.previous else None)
         except QuestionError as e:
             raise HTTPException(422, str(e)) from None
         return JSONResponse(ans.to_dict())
@@ -749,7 +862,7 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
             raise HTTPException(404, f"no document {doc_id[:80]!r} in this index; GET /api/documents lists them")
         return doc
 
-    def chat(question: str | None) -> HTMLResponse:
+    def chat(question: str | None, previous: Previous | None = None) -> HTMLResponse:
         # {"question", "answer": the contract, or "error": one line}; chat.js keeps it in its history.
         exchange: dict[str, Any] | None = None
         if question is not None:
@@ -759,20 +872,36 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
                 exchange["error"] = f"{holder.error} Build it with: {holder.build_hint()}"
             else:
                 try:
-                    exchange["answer"] = eng.ask(question).to_dict()
+                    exchange["answer"] = eng.ask(question, previous=previous).to_dict()
                 except QuestionError as e:
                     exchange["error"] = str(e)[:1].upper() + str(e)[1:] + "."
-        return page("chat.html", examples=EXAMPLES, exchange=exchange, accept=",".join(SUPPORTED_SUFFIXES))
+        return page("chat.html", examples=EXAMPLES, exchange=exchange, after=turn_before_next(exchange),
+                    accept=",".join(SUPPORTED_SUFFIXES))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index_page(q: str | None = Query(None, max_length=MAX_QUESTION_CHARS * 2)) -> HTMLResponse:
-        return chat(q)
+    def index_page(
+        q: str | None = Query(None, max_length=MAX_QUESTION_CHARS * 2),
+        after: str | None = Query(None, max_length=MAX_PREVIOUS_CHARS),
+        after_doc: str | None = Query(None, max_length=MAX_PREVIOUS_DOC_ID_CHARS),
+        after_answer: str | None = Query(None, max_length=MAX_PREVIOUS_ANSWER_CHARS),
+    ) -> HTMLResponse:
+        previous = Previous(after, after_doc or None, after_answer or None) if after else None
+        return chat(q, previous)
 
     @app.post("/", include_in_schema=False)
-    def index_post(question: str = Form("", max_length=MAX_QUESTION_CHARS * 2)) -> Response:
+    def index_post(
+        question: str = Form("", max_length=MAX_QUESTION_CHARS * 2),
+        after: str = Form("", max_length=MAX_PREVIOUS_CHARS),
+        after_doc: str = Form("", max_length=MAX_PREVIOUS_DOC_ID_CHARS),
+        after_answer: str = Form("", max_length=MAX_PREVIOUS_ANSWER_CHARS),
+    ) -> Response:
         # The form without JavaScript (with JS, chat.js uses the API). Post/redirect/get: the answer
         # page has an address, so a reload shows the answer again instead of asking to resend a form.
-        return RedirectResponse("/?" + urlencode({"q": question}), status_code=303)
+        # The hidden `after*` fields carry the turn on the page, so a follow-up works here too.
+        params = {"q": question}
+        if after:
+            params |= {k: v for k, v in (("after", after), ("after_doc", after_doc), ("after_answer", after_answer)) if v}
+        return RedirectResponse("/?" + urlencode(params), status_code=303)
 
     @app.get("/doc/{doc_id:path}", response_class=HTMLResponse, include_in_schema=False)
     def doc_page(
@@ -894,21 +1023,29 @@ def describe_openapi(spec: dict[str, Any]) -> list[dict[str, Any]]:
             return f"list of {ref_name(s.get('items', {}))}"
         return s.get("type", "object")
 
+    def add_fields(fields: list[dict[str, Any]], model: dict[str, Any], prefix: str) -> None:
+        """One row per field; an object field's own fields follow it as `name.field` rows."""
+        required = set(model.get("required", []))
+        for name, prop in model.get("properties", {}).items():
+            kinds = prop.get("anyOf", [prop])
+            limits = {k: p[k] for k in ("minLength", "maxLength", "minimum", "maximum") for p in kinds if k in p}
+            if "default" in prop and prop["default"] is not None:
+                limits["default"] = prop["default"]
+            fields.append({"name": prefix + name, "required": name in required,
+                           "type": " or ".join("object" if "$ref" in p else p.get("type", "?") for p in kinds),
+                           "description": prop.get("description", ""),
+                           "limits": ", ".join(f"{k} {v}" for k, v in limits.items())})
+            for p in kinds:
+                if "$ref" in p:
+                    add_fields(fields, deref(p), f"{prefix}{name}.")
+
     ops = []
     for path, methods in spec.get("paths", {}).items():
         for method, op in methods.items():
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-            fields = []
+            fields: list[dict[str, Any]] = []
             if body:
-                model = deref(body)
-                required = set(model.get("required", []))
-                for name, prop in model.get("properties", {}).items():
-                    fields.append({"name": name, "required": name in required,
-                                   "type": prop.get("type") or " or ".join(p.get("type", "?") for p in prop.get("anyOf", [])),
-                                   "description": prop.get("description", ""),
-                                   "limits": ", ".join(f"{k} {prop[k]}" for k in
-                                                       ("minLength", "maxLength", "minimum", "maximum", "default")
-                                                       if k in prop)})
+                add_fields(fields, deref(body), "")
             responses = []
             for code, r in op.get("responses", {}).items():
                 schema = r.get("content", {}).get("application/json", {}).get("schema", {})

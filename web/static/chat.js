@@ -8,6 +8,11 @@
   const KEY = "citeqa.chat.v1";
   const KEEP = 50; // exchanges kept across reloads
   const SHOWN = 3; // citations shown before "n more sources"
+  // Limits of POST /api/ask's `previous` (web/app.py): a longer doc id or answer is not sent.
+  const PREVIOUS_QUESTION_CHARS = 1000;
+  const PREVIOUS_DOC_ID_CHARS = 1000;
+  const PREVIOUS_ANSWER_CHARS = 2000;
+  const ANSWER_JOIN = " · "; // between the parts of a two-part answer
 
   const log = document.getElementById("log");
   const form = document.getElementById("ask");
@@ -66,14 +71,48 @@
     node.scrollIntoView({ block: "start", behavior: "auto" });
   }
 
+  // Where to highlight the answer (answer_marks in web/app.py): citation index -> sorted,
+  // non-overlapping [start, end] in its sentence. Each part of a two-part answer in its own
+  // citation (both in one sentence when they share it); else the first citation's answer span.
+  function answerMarks(a) {
+    const cits = a.citations || [];
+    const marks = new Map();
+    if (a.abstained || !cits.length) return marks;
+    const fits = (i, s, e) =>
+      [i, s, e].every(Number.isInteger) && 0 <= i && i < cits.length && 0 <= s && s < e && e <= cits[i].sentence.length;
+    let spans = [];
+    if (Array.isArray(a.answers) && a.answers.length > 1) {
+      spans = a.answers
+        .filter((p) => p && typeof p === "object")
+        .map((p) => [p.citation, p.answer_start, p.answer_end])
+        .filter((sp) => fits(...sp));
+    }
+    if (!spans.length && fits(0, cits[0].answer_start, cits[0].answer_end)) {
+      spans = [[0, cits[0].answer_start, cits[0].answer_end]];
+    }
+    spans.sort((x, y) => x[0] - y[0] || x[1] - y[1] || x[2] - y[2]);
+    for (const [i, s, e] of spans) {
+      if (!marks.has(i)) marks.set(i, []);
+      const kept = marks.get(i);
+      if (!kept.length || s >= kept[kept.length - 1][1]) kept.push([s, e]);
+    }
+    return marks;
+  }
+  // The answer as shown: both parts of a two-part answer, else the answer phrase.
+  function answerPhrase(a) {
+    const parts = a.answers;
+    if (!a.abstained && Array.isArray(parts) && parts.length > 1 && parts.every((p) => p && typeof p.text === "string" && p.text)) {
+      return parts.map((p) => p.text).join(ANSWER_JOIN);
+    }
+    return a.answer;
+  }
+
   // --- rendering ----------------------------------------------------------------------------
-  function renderCitation(a, c, i) {
+  function renderCitation(a, c, i, mine) {
     const li = el("li", "cite-item");
     const s = c.sentence;
-    const as = c.answer_start;
-    const ae = c.answer_end;
-    const marked = i === 0 && !a.abstained && Number.isInteger(as) && Number.isInteger(ae) && 0 <= as && as < ae && ae <= s.length;
-    let href = marked ? docHref(c.doc_id, c.start, c.end, c.start + as, c.start + ae) : docHref(c.doc_id, c.start, c.end);
+    // The document view highlights one answer span: this citation's first.
+    let href = mine.length ? docHref(c.doc_id, c.start, c.end, c.start + mine[0][0], c.start + mine[0][1]) : docHref(c.doc_id, c.start, c.end);
     if (i === 0 && a.answer_source === "document_date" && a.answer_doc_id === c.doc_id) {
       href = docHref(c.doc_id, c.start, c.end, a.answer_doc_start, a.answer_doc_end);
     }
@@ -82,11 +121,13 @@
     num.setAttribute("aria-label", `open source ${i + 1} in its document`);
     const body = el("div", "cite-body");
     const quote = el("blockquote", "sentence");
-    if (marked) {
-      quote.append(s.slice(0, as), el("mark", "answer", s.slice(as, ae)), s.slice(ae));
-    } else {
-      quote.textContent = s;
+    let at = 0;
+    for (const [ms, me] of mine) {
+      if (ms > at) quote.append(s.slice(at, ms));
+      quote.append(el("mark", "answer", s.slice(ms, me)));
+      at = me;
     }
+    if (at < s.length || !mine.length) quote.append(s.slice(at));
     const meta = el("div", "cite-meta");
     const link = el("a", "cite-link", c.title);
     link.href = href;
@@ -121,26 +162,31 @@
       dots.setAttribute("aria-hidden", "true");
       dots.append(el("i"), el("i"), el("i"));
       conf.append(dots, `${lv} confidence`);
-      verdict.append(el("span", "answer-phrase", a.answer), " ", conf);
+      verdict.append(el("span", "answer-phrase", answerPhrase(a)), " ", conf);
       box.append(verdict);
-      if (a.answer_note) {
-        const note = el("p", "note date-note");
-        if (a.answer_source === "document_date" && a.answer_doc_id != null) {
-          const l = el("a", null, "Date of the document");
-          l.href = docHref(a.answer_doc_id, a.answer_doc_start, a.answer_doc_end);
-          note.append(l);
+      if (typeof a.answer_note === "string" && a.answer_note) {
+        if (a.answer_source === "document_date") {
+          const note = el("p", "note date-note");
+          if (a.answer_doc_id != null) {
+            const l = el("a", null, "Date of the document");
+            l.href = docHref(a.answer_doc_id, a.answer_doc_start, a.answer_doc_end);
+            note.append(l);
+          } else {
+            note.append("Date of the document");
+          }
+          note.append(`: ${a.answer_note}.`);
+          box.append(note);
         } else {
-          note.append("Date of the document");
+          box.append(el("p", "note answer-note", `${a.answer_note.charAt(0).toUpperCase()}${a.answer_note.slice(1)}.`));
         }
-        note.append(`: ${a.answer_note}.`);
-        box.append(note);
       }
     }
     if (a.citations && a.citations.length) {
+      const marks = answerMarks(a);
       const sources = el("div", a.abstained ? "sources nearest" : "sources");
       sources.append(el("p", "sources-label", a.abstained ? "Nearest passages — not an answer" : "Sources"));
       const ol = el("ol", "cites");
-      a.citations.slice(0, SHOWN).forEach((c, i) => ol.append(renderCitation(a, c, i)));
+      a.citations.slice(0, SHOWN).forEach((c, i) => ol.append(renderCitation(a, c, i, marks.get(i) || [])));
       sources.append(ol);
       if (a.citations.length > SHOWN) {
         const more = el("details", "more");
@@ -148,7 +194,7 @@
         more.append(el("summary", null, `${n} more ${a.abstained ? "passages" : "sources"}`));
         const rest = el("ol", "cites");
         rest.start = SHOWN + 1;
-        a.citations.slice(SHOWN).forEach((c, j) => rest.append(renderCitation(a, c, SHOWN + j)));
+        a.citations.slice(SHOWN).forEach((c, j) => rest.append(renderCitation(a, c, SHOWN + j, marks.get(SHOWN + j) || [])));
         more.append(rest);
         sources.append(more);
       }
@@ -162,6 +208,10 @@
     const user = el("div", "msg user");
     user.append(el("p", null, item.question));
     wrap.append(user);
+    // How a follow-up was read, so the user sees what was searched for.
+    if (item.answer && typeof item.answer.resolved_question === "string" && item.answer.resolved_question) {
+      wrap.append(el("p", "read-as", `(read as: ${item.answer.resolved_question})`));
+    }
     if (item.answer) {
       wrap.append(renderAnswer(item.answer));
     } else {
@@ -190,6 +240,19 @@
   }
 
   // --- asking -------------------------------------------------------------------------------
+  // The turn a new question may follow up on ("who welcomed that?"): the last exchange, unless it
+  // abstained or failed. Sent as `previous`; the server decides whether the question is a follow-up.
+  function previousTurn() {
+    const last = history[history.length - 1];
+    const a = last && last.answer;
+    if (!a || a.abstained || typeof last.question !== "string" || !last.question.trim()) return null;
+    if (last.question.length > PREVIOUS_QUESTION_CHARS) return null;
+    const first = Array.isArray(a.citations) && a.citations.length ? a.citations[0] : null;
+    const docId = first && typeof first.doc_id === "string" && first.doc_id.length <= PREVIOUS_DOC_ID_CHARS ? first.doc_id : null;
+    const answer = typeof a.answer === "string" && a.answer.length <= PREVIOUS_ANSWER_CHARS ? a.answer : null;
+    return { question: last.question, doc_id: docId, answer };
+  }
+
   let busy = false;
   function setBusy(on) {
     busy = on;
@@ -201,6 +264,7 @@
 
   async function ask(question) {
     if (busy || !question.trim()) return;
+    const previous = previousTurn();
     setBusy(true);
     showWelcome(false);
     const wrap = el("div", "exchange");
@@ -217,7 +281,7 @@
       const res = await fetch("/api/ask", {
         method: "POST",
         headers: { "content-type": "application/json", accept: "application/json" },
-        body: JSON.stringify({ question }),
+        body: JSON.stringify(previous ? { question, previous } : { question }),
       });
       let body = null;
       try {
