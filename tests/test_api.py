@@ -386,7 +386,9 @@ def test_schemathesis_no_server_errors(api_schema, path: str, method: str, mode:
     excluded = [positive_data_acceptance] if (path, method) == ("/api/documents", "POST") else []
 
     @given(case=op.as_strategy(generation_mode=mode))
-    @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    # Derandomized: the same 50 cases on every run, so CI never fails on a case nobody can replay.
+    @settings(max_examples=50, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     def run(case) -> None:
         case.call_and_validate(excluded_checks=excluded)  # no 5xx, status codes and bodies as documented
 

@@ -101,6 +101,9 @@ class PreviousTurn(BaseModel):
         return Previous(self.question, self.doc_id, self.answer)
 
 
+QUESTION_PATTERN = r"[^\s\x1c-\x1f]"
+
+
 class AskRequest(BaseModel):
     """A question; ``k`` is the number of citations to return."""
 
@@ -114,7 +117,10 @@ class AskRequest(BaseModel):
         ]},
     )
 
-    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, description="the question, in plain words")
+    # The pattern states "not blank" in the schema: a character that is neither whitespace nor one
+    # of the separators \x1c-\x1f, which Python's str.strip() also removes.
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=QUESTION_PATTERN,
+                          description="the question, in plain words")
     # Not strict: JSON Schema counts 5.0 as an integer. Strings and booleans are still refused.
     k: int = Field(5, ge=1, le=MAX_K, strict=False, description=f"number of citations, 1 to {MAX_K}")
     id: str | None = Field(None, max_length=200, description="echoed back in the answer")
@@ -620,7 +626,7 @@ def one_line(exc: RequestValidationError) -> tuple[int, str]:
     if err.get("type") == "missing" and not loc:
         return 422, 'request body is required: a JSON object such as {"question": "…"}'
     msg = str(err.get("msg", "invalid value"))
-    if loc == ["question"] and err.get("type") == "string_too_short":
+    if loc == ["question"] and err.get("type") in ("string_too_short", "string_pattern_mismatch"):
         return 422, "the question is empty"
     if loc == ["question"] and err.get("type") == "string_too_long":
         n = len(err.get("input") or "")
