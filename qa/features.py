@@ -186,6 +186,16 @@ def _alignment_stats(best: np.ndarray) -> tuple[float, float]:
     return float(best.mean()), float(np.sort(best)[:k].mean())
 
 
+def _alignment_columns(best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_alignment_stats`` of every column of ``best`` [question tokens, m] at once."""
+    ok = np.isfinite(best).all(0)
+    safe = np.where(ok[None, :], best, 0.0)
+    k = max(1, best.shape[0] // 3)
+    mean = safe.mean(0)
+    low = np.sort(safe, axis=0)[:k].mean(0)
+    return np.where(ok, mean, 0.0), np.where(ok, low, 0.0)
+
+
 def _alignments(qtok: np.ndarray, token_store, facts: SentenceFacts, sids: list[int], docs: list[str]) -> np.ndarray:
     """Token alignment of the question with each candidate sentence, its neighbours and its
     document: [n, 6] = (mean, weakest third) × (sentence, document, sentence ± 1).
@@ -211,11 +221,15 @@ def _alignments(qtok: np.ndarray, token_store, facts: SentenceFacts, sids: list[
         best = np.full((len(qtok), last - first + 1), -np.inf, np.float32)  # per sentence
         best[:, nonempty] = np.maximum.reduceat(sims, starts[:-1][nonempty], axis=1)
         doc_stats = _alignment_stats(best.max(1))
-        for j in js:
-            col = sids[j] - first
-            out[j, 0:2] = _alignment_stats(best[:, col])
-            out[j, 2:4] = doc_stats
-            out[j, 4:6] = _alignment_stats(best[:, max(0, col - 1) : col + 2].max(1))
+        cols = np.fromiter((sids[j] - first for j in js), np.int64, count=len(js))
+        n_cols = best.shape[1]
+        window = np.maximum(
+            np.maximum(best[:, np.maximum(cols - 1, 0)], best[:, cols]), best[:, np.minimum(cols + 1, n_cols - 1)]
+        )
+        rows = np.asarray(js, np.int64)
+        out[rows, 0], out[rows, 1] = _alignment_columns(best[:, cols])
+        out[rows, 2], out[rows, 3] = doc_stats
+        out[rows, 4], out[rows, 5] = _alignment_columns(window)
     return out
 
 
@@ -419,6 +433,11 @@ class SpanBase:
     gov: list[int]  # per candidate: the head's governor (-1: none)
     siblings: list[list[int]]  # per candidate: other dependants of the governor, outside the phrase
     static: np.ndarray  # per candidate: the question-independent numeric features
+    first: np.ndarray  # per candidate: first token (int64)
+    last: np.ndarray  # per candidate: one past its last token
+    head_arr: np.ndarray  # ``head`` as an array
+    gov_arr: np.ndarray  # ``gov`` as an array
+    n_terms: np.ndarray  # per candidate: how many of its tokens have a content term
     facts: list[tuple[str, str, str, str, str, str, str, bool, str, str]]
     # per candidate: label, head POS, head dep, length bucket, previous word cue, governor POS,
     # shape, has a list, kind prefix, kind
@@ -482,7 +501,11 @@ def span_base(text: str, parse: Parse, cands: Sequence[SpanCandidate] | None = N
         has_list = "," in stext or " and " in stext
         facts.append((label, toks[hd].pos, toks[hd].dep, str(min(length, 6)), prev, govpos, shape, has_list,
                       c.kind.split(":")[0], c.kind))
-    return SpanBase(text, parse, cands, tok_stem, adj, span_terms, heads, govs, sibs, static, facts)
+    first = np.array([c.first for c in cands], np.int64)
+    last = np.array([c.last for c in cands], np.int64)
+    return SpanBase(text, parse, cands, tok_stem, adj, span_terms, heads, govs, sibs, static,
+                    first, last, np.array(heads, np.int64), np.array(govs, np.int64),
+                    np.array([len(t) for t in span_terms], np.int64), facts)
 
 
 def _hops_from(adj: list[list[int]], sources: Sequence[int]) -> dict[int, list[int]]:
@@ -509,56 +532,66 @@ def span_features(
     q: Question, text: str, parse: Parse, cands: Sequence[SpanCandidate], idf, base: SpanBase | None = None
 ) -> tuple[np.ndarray, list[list[str]]]:
     """Features of each candidate phrase of one sentence for question ``q`` (``base``: the
-    sentence's cached question-independent part, built here when not given)."""
+    sentence's cached question-independent part, built here when not given). Array arithmetic
+    over candidates × question words; only the categorical names are made one by one."""
     if base is None:
         base = span_base(text, parse, cands)
     tok_stem = base.tok_stem
     qset = set(q.terms)
     qc = q.qclass
     hc = q.head_class
-    match = [s is not None and s in qset for s in tok_stem]
-    mpos = [i for i, m in enumerate(match) if m]
-    mw = [idf(tok_stem[i]) for i in mpos]
-    totw = sum(idf(x) for x in qset) or 1.0
-    hops = _hops_from(base.adj, mpos)
+    C = len(base.cands)
     F = base.static.copy()
+    if C == 0:
+        return F, []
+    match = np.fromiter((st is not None and st in qset for st in tok_stem), bool, count=len(tok_stem))
+    mpos = np.flatnonzero(match)
+    totw = sum(idf(x) for x in qset) or 1.0
+    ta, tb, hd = base.first, base.last, base.head_arr
+    cm = np.concatenate([[0], np.cumsum(match)])
+    inq = cm[tb] - cm[ta]
+    nt = base.n_terms
+    F[:, 0] = inq / np.maximum(1, nt)
+    full = (nt > 0) & (inq == nt)
+    F[:, 1] = full
+    gov = base.gov_arr
+    gov_in_q = (gov >= 0) & match[np.maximum(gov, 0)]
+    F[:, 7] = gov_in_q
+    F[:, 8] = [min(sum(1 for i in sib if match[i]), 3) / 3 for sib in base.siblings]
+    tree: list[int | None] = [None] * C
+    side = ["none"] * C
+    if len(mpos):
+        mw = np.array([idf(tok_stem[i]) for i in mpos], np.float64)
+        P = mpos[None, :]
+        outside = (ta[:, None] > P) | (tb[:, None] <= P)  # [C, M]: question words outside the phrase
+        d = np.minimum(np.abs(P - ta[:, None]), np.abs(P - (tb[:, None] - 1)))
+        has_out = outside.any(1)
+        big = 1 << 30
+        F[:, 2] = np.where(has_out, np.log1p(np.where(outside, d, big).min(1)), 3.0)
+        F[:, 3] = (outside * mw * np.exp(-d / 4.0)).sum(1) / totw
+        F[:, 4] = (outside * mw * (d <= 6)).sum(1) / totw
+        hops = _hops_from(base.adj, mpos.tolist())
+        H = np.array([hops[p] for p in mpos.tolist()], np.int64)[:, hd].T  # [C, M]: hops from each head
+        tmin = np.where(outside, H, big).min(1)
+        F[:, 12] = np.where(has_out, np.log1p(np.minimum(tmin, big - 1)), 3.0)
+        F[:, 13] = (outside * mw * 0.5 ** H).sum(1) / totw
+        near = mpos[d.argmin(1)]
+        tree = [int(t) if h else None for t, h in zip(tmin.tolist(), has_out.tolist(), strict=True)]
+        side = ["L" if n < a else ("R" if n >= b else "in") for n, a, b in zip(near.tolist(), ta.tolist(), tb.tolist(), strict=True)]
+    else:
+        F[:, 2] = 3.0
+        F[:, 12] = 3.0
     cats: list[list[str]] = []
-    for j, c in enumerate(base.cands):
-        ta, tb = c.first, c.last
-        span_terms = base.span_terms[j]
-        inq = sum(1 for x in span_terms if x in qset)
-        F[j, 0] = inq / max(1, len(span_terms))
-        F[j, 1] = 1.0 if span_terms and inq == len(span_terms) else 0.0
-        outside = [(p, wt) for p, wt in zip(mpos, mw, strict=True) if not ta <= p < tb]
-        if outside:
-            dists = [min(abs(p - ta), abs(p - (tb - 1))) for p, _ in outside]
-            F[j, 2] = math.log1p(min(dists))
-            F[j, 3] = sum(wt * math.exp(-d / 4.0) for (_, wt), d in zip(outside, dists, strict=True)) / totw
-            F[j, 4] = sum(wt for (_, wt), d in zip(outside, dists, strict=True) if d <= 6) / totw
-        else:
-            F[j, 2] = 3.0
-        hd = base.head[j]
-        gov = base.gov[j]
-        gov_in_q = gov >= 0 and match[gov]
-        F[j, 7] = 1.0 if gov_in_q else 0.0
-        sib = sum(1 for i in base.siblings[j] if match[i])
-        F[j, 8] = min(sib, 3) / 3
-        # Hops in the dependency tree from the phrase's head to the nearest question word outside it:
-        # "The Pakistan side was led by X" puts X two hops from "led" and three from "Pakistan".
-        tree = min((hops[p][hd] for p in mpos if not ta <= p < tb), default=None)
-        F[j, 12] = math.log1p(tree) if tree is not None else 3.0
-        F[j, 13] = sum(wt * 0.5 ** hops[p][hd] for p, wt in zip(mpos, mw, strict=True) if not ta <= p < tb) / totw
+    inq_l, full_l, gq_l = inq.tolist(), full.tolist(), gov_in_q.tolist()
+    for j in range(C):
         label, hpos, hdep, lb, prev, govpos, shape, has_list, kind0, kind = base.facts[j]
-        side = "none"
-        if mpos:
-            nearest = min(mpos, key=lambda p: min(abs(p - ta), abs(p - (tb - 1))))
-            side = "L" if nearest < ta else ("R" if nearest >= tb else "in")
+        t, sd = tree[j], side[j]
         fs = [
             f"k:{kind0}", f"q:{qc}|L:{label}", f"q:{qc}|p:{hpos}", f"q:{qc}|d:{hdep}", f"q:{qc}|n:{lb}",
-            f"q:{qc}|prev:{prev}", f"q:{qc}|k:{kind}", f"q:{qc}|gq:{int(gov_in_q)}|d:{hdep}",
-            f"q:{qc}|gp:{govpos}|d:{hdep}", f"q:{qc}|inq:{int(F[j, 1])}", f"L:{label}|inq:{min(inq, 2)}",
-            f"q:{qc}|shape:{shape}", f"q:{qc}|side:{side}", f"q:{qc}|list:{int(has_list)}",
-            f"q:{qc}|side:{side}|d:{hdep}", f"q:{qc}|tree:{min(tree, 4) if tree is not None else 'none'}",
+            f"q:{qc}|prev:{prev}", f"q:{qc}|k:{kind}", f"q:{qc}|gq:{int(gq_l[j])}|d:{hdep}",
+            f"q:{qc}|gp:{govpos}|d:{hdep}", f"q:{qc}|inq:{int(full_l[j])}", f"L:{label}|inq:{min(inq_l[j], 2)}",
+            f"q:{qc}|shape:{shape}", f"q:{qc}|side:{sd}", f"q:{qc}|list:{int(has_list)}",
+            f"q:{qc}|side:{sd}|d:{hdep}", f"q:{qc}|tree:{min(t, 4) if t is not None else 'none'}",
         ]  # fmt: skip
         if q.head:
             fs += [f"hc:{hc}|L:{label}", f"h:{q.head}|L:{label}", f"hc:{hc}|p:{hpos}", f"hc:{hc}|n:{lb}", f"hc:{hc}|shape:{shape}"]
