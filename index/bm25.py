@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.arrays import load_array
 from index.terms import TERMS_VERSION, content_terms
 
 K1 = 1.5
@@ -143,7 +144,7 @@ class Bm25Index:
         meta = json.loads((gen_dir / f"{name}.terms.json").read_text())
         if meta.get("analyzer") != TERMS_VERSION:
             raise ValueError(f"BM25 terms were made by analyzer {meta.get('analyzer')!r}, this citeqa uses {TERMS_VERSION!r}")
-        arrays = {key: np.load(gen_dir / f"{name}.terms.{key}.npy", mmap_mode="r") for key in _ARRAYS}
+        arrays = {key: load_array(gen_dir / f"{name}.terms.{key}.npy") for key in _ARRAYS}
         self = cls(meta["terms"], arrays["ids"], arrays["indptr"], k1=meta["k1"], b=meta["b"],
                    postings=(arrays["post_indptr"], arrays["post_docs"], arrays["post_weights"]),
                    analyzer=meta["analyzer"])

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from index.annotate import EMPTY_PARSE, Parse
+from index.arrays import load_array
 from index.bm25 import Bm25Index
 from index.store import (
     CorruptIndexError,
@@ -189,9 +190,9 @@ class LoadedIndex:
         self.sent_page: Sequence[int | None] = _RowView(n_s, lambda i: int(pages[i]) or None)  # 1-based PDF page
 
         self._reading = gen / "mentions.rows.npy"
-        m = np.load(self._reading, mmap_mode="r")
+        m = load_array(self._reading)
         self._reading = gen / "mentions.bounds.npy"
-        m_bounds = np.load(self._reading, mmap_mode="r")
+        m_bounds = load_array(self._reading)
         if len(m_bounds) != n_s + 1 or int(m_bounds[-1]) != len(m):
             raise ValueError("mention bounds do not match the records")
         labels: list[str] = json.loads(self.meta.get("mention_labels", "[]"))
@@ -207,11 +208,11 @@ class LoadedIndex:
         self.mention_bounds = m_bounds  # mentions of sentence i are rows mention_bounds[i]:mention_bounds[i + 1]
 
         self._reading = gen / "sentences.npy"
-        self.sent_vecs = np.load(self._reading, mmap_mode="r")
+        self.sent_vecs = load_array(self._reading)
         if self.sent_vecs.ndim != 2 or self.sent_vecs.shape[0] != n_s:
             raise ValueError(f"{self.sent_vecs.shape[0]} vectors for {n_s} sentences")
         self._reading = gen / "passages.npy"
-        self.pass_vecs = np.load(self._reading, mmap_mode="r")
+        self.pass_vecs = load_array(self._reading)
         if self.pass_vecs.ndim != 2 or self.pass_vecs.shape[0] != n_p:
             raise ValueError(f"{self.pass_vecs.shape[0]} vectors for {n_p} passages")
         self._reading = gen / "sentences.terms.json"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from index.arrays import load_array
+
 TOKEN_DIM = 128
 PROJECTION_FILE = Path(__file__).resolve().parent / "data" / "token-pca.npz"
 PROJECTION_VERSION = "pca128-1"
@@ -79,7 +81,7 @@ class TokenStore:
 
     @classmethod
     def open(cls, gen_dir: Path) -> TokenStore:
-        return cls(np.load(gen_dir / "tokens.npy", mmap_mode="r"), np.load(gen_dir / "token_starts.npy"))
+        return cls(load_array(gen_dir / "tokens.npy"), np.load(gen_dir / "token_starts.npy"))
 
     def sentence(self, sid: int) -> np.ndarray:
         a, b = int(self.starts[sid]), int(self.starts[sid + 1])

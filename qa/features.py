@@ -78,12 +78,14 @@ class SentenceFacts:
         self.index = index
         self.retriever = retriever
         self._terms: dict[int, tuple[str, ...]] = {}
+        self._termsets: dict[int, frozenset[str]] = {}
         self._doc_terms: dict[str, frozenset[str]] = {}
         self._doc_vec: dict[str, np.ndarray] = {}
         self._doc_range: dict[str, tuple[int, int]] = {}
         self._labels: dict[int, tuple[tuple[str, frozenset[str]], ...]] = {}
         self._numbers: dict[int, frozenset[str]] = {}
         self._span_bases: dict[int, SpanBase] = {}
+        self._doc_tokens: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._doc_no = {d: i for i, d in enumerate(index.docs)}
 
     def seq(self, sid: int) -> tuple[str, ...]:
@@ -94,7 +96,10 @@ class SentenceFacts:
         return got
 
     def terms(self, sid: int) -> frozenset[str]:
-        return frozenset(self.seq(sid))
+        got = self._termsets.get(sid)
+        if got is None:
+            got = self._termsets[sid] = frozenset(self.seq(sid))
+        return got
 
     def doc_of(self, sid: int) -> str:
         return self.index.sent_doc[sid]
@@ -138,6 +143,22 @@ class SentenceFacts:
             got = self._labels[sid] = tuple(
                 (m[2], frozenset(content_terms(text[m[0] : m[1]]))) for m in self.index.mentions[sid] if m[2] != "NP"
             )
+        return got
+
+    def doc_tokens(self, doc_id: str, token_store) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The document's token vectors as float32 [tokens, dim], where its non-empty sentences
+        start among them, and which sentences are non-empty (cached: every question re-reads the
+        documents of its candidates)."""
+        got = self._doc_tokens.get(doc_id)
+        if got is None:
+            first, last = self.doc_range(doc_id)
+            starts = np.asarray(token_store.starts[first : last + 2], np.int64)
+            starts = starts - starts[0]
+            nonempty = np.diff(starts) > 0
+            toks = np.ascontiguousarray(token_store.span(first, last)) if last >= first else np.zeros((0, 1), np.float32)
+            if len(self._doc_tokens) > 4096:  # bounded: a big collection's documents come and go
+                self._doc_tokens.clear()
+            got = self._doc_tokens[doc_id] = (toks, starts[:-1][nonempty], nonempty)
         return got
 
     def span_base(self, sid: int) -> SpanBase:
@@ -211,15 +232,12 @@ def _alignments(qtok: np.ndarray, token_store, facts: SentenceFacts, sids: list[
         first, last = facts.doc_range(d)
         if last < first:
             continue
-        starts = np.asarray(token_store.starts[first : last + 2], np.int64)
-        starts = starts - starts[0]
-        toks = token_store.span(first, last)
+        toks, cuts, nonempty = facts.doc_tokens(d, token_store)
         if len(toks) == 0:
             continue
         sims = qtok @ toks.T  # [question tokens, document tokens]
-        nonempty = np.diff(starts) > 0
         best = np.full((len(qtok), last - first + 1), -np.inf, np.float32)  # per sentence
-        best[:, nonempty] = np.maximum.reduceat(sims, starts[:-1][nonempty], axis=1)
+        best[:, nonempty] = np.maximum.reduceat(sims, cuts, axis=1)
         doc_stats = _alignment_stats(best.max(1))
         cols = np.fromiter((sids[j] - first for j in js), np.int64, count=len(js))
         n_cols = best.shape[1]
@@ -266,30 +284,53 @@ def sentence_features(
     docs = [facts.doc_of(int(s)) for s in sids]
     uniq_docs = sorted(set(docs))
     doc_bm25 = dict(zip(uniq_docs, _doc_bm25(facts, terms, uniq_docs), strict=True))
+    doc_dot = {d: float(facts.doc_vec(d) @ v) for d in uniq_docs}
     qb = set(zip(terms, terms[1:], strict=False))
     qcaps = {stem(x) for x in _CAPS.findall(q.text[1:])}
     qnums = set(_NUM.findall(q.text))
     labels_ok = _expected_labels(q)
+    # Which question terms each sentence (candidates and their neighbours) and each document holds:
+    # one boolean matrix, so the idf-weighted overlaps are matrix products.
+    sid_list = sids.tolist()
+    wv = np.array([w[x] for x in terms], np.float64) / tot
+    ranges = [facts.doc_range(d) for d in docs]
+    prev_ok = np.array([r[0] <= sid - 1 for sid, r in zip(sid_list, ranges, strict=True)], bool)
+    next_ok = np.array([sid + 1 <= r[1] for sid, r in zip(sid_list, ranges, strict=True)], bool)
+    need = sorted(set(sid_list) | {s - 1 for s, ok in zip(sid_list, prev_ok, strict=True) if ok}
+                  | {s + 1 for s, ok in zip(sid_list, next_ok, strict=True) if ok})
+    row = {s: i for i, s in enumerate(need)}
+    PM = np.array([[x in facts.terms(s) for x in terms] for s in need], bool).reshape(len(need), len(terms))
+    P = PM[[row[s] for s in sid_list]]
+    PL = PM[[row.get(s - 1, 0) for s in sid_list]] & prev_ok[:, None]
+    PR = PM[[row.get(s + 1, 0) for s in sid_list]] & next_ok[:, None]
+    doc_pres = {d: np.array([x in facts.doc_terms(d) for x in terms], bool) for d in uniq_docs}
+    PD = np.array([doc_pres[d] for d in docs], bool).reshape(n, len(terms))
+    F[:, 4] = P @ wv
+    F[:, 17] = PL @ wv
+    F[:, 18] = PR @ wv
+    F[:, 5] = (P | PL | PR) @ wv
+    F[:, 25] = PD @ wv
+    F[:, 26] = (PD & ~P) @ wv
+    doc_missing = {}
+    for d in uniq_docs:
+        missing = [w[x] for x, present in zip(terms, doc_pres[d].tolist(), strict=True) if not present]
+        doc_missing[d] = max(missing) / 10.0 if missing else 0.0
+    any_term = P.any(1).tolist()
     cats: list[list[str]] = []
-    for j, sid in enumerate(sids.tolist()):
+    for j, sid in enumerate(sid_list):
         seq = facts.seq(sid)
-        st = frozenset(seq)
+        st = facts.terms(sid)
         doc = docs[j]
-        first, last = facts.doc_range(doc)
-        F[j, 4] = sum(w[x] for x in terms if x in st) / tot
-        ctx = set(st)
-        for k, nb in ((17, sid - 1), (18, sid + 1)):
-            if first <= nb <= last:
-                nt = facts.terms(nb)
-                ctx |= nt
-                F[j, k] = sum(w[x] for x in terms if x in nt) / tot
-        F[j, 5] = sum(w[x] for x in terms if x in ctx) / tot
-        F[j, 6] = len(qb & set(zip(seq, seq[1:], strict=False))) / max(1, len(qb))
+        first = ranges[j][0]
+        shared = qb & set(zip(seq, seq[1:], strict=False))
+        F[j, 6] = len(shared) / max(1, len(qb))
         F[j, 7] = math.log1p(len(st))
         F[j, 8] = 1.0 / (1.0 + passage_rank[j])
         F[j, 14] = doc_bm25[doc] / tot
-        F[j, 15] = float(facts.doc_vec(doc) @ v)
-        F[j, 19] = _longest_run(terms, seq) / max(1, len(terms))
+        F[j, 15] = doc_dot[doc]
+        # A run of two or more question words needs a shared bigram; without one it is 1 or 0.
+        run = _longest_run(terms, seq) if shared else int(any_term[j])
+        F[j, 19] = run / max(1, len(terms))
         if qcaps:
             F[j, 20] = len(qcaps & st) / len(qcaps)
         if qnums:
@@ -298,14 +339,10 @@ def sentence_features(
         if labels_ok:
             F[j, 22] = 1.0 if present & labels_ok else 0.0
             F[j, 23] = 1.0
-        dt = facts.doc_terms(doc)
-        F[j, 25] = sum(w[x] for x in terms if x in dt) / tot
-        F[j, 26] = sum(w[x] for x in terms if x in dt and x not in st) / tot
         pos = sid - first
         F[j, 27] = 1.0 if pos == 0 else 0.0
         F[j, 28] = math.log1p(pos)
-        missing = [w[x] for x in terms if x not in dt]
-        F[j, 29] = max(missing) / 10.0 if missing else 0.0
+        F[j, 29] = doc_missing[doc]
         cats.append(_sentence_categories(q, present))
     F[:, 9] = _rank_feature(F[:, 0])
     F[:, 10] = _rank_feature(F[:, 2])
@@ -329,15 +366,15 @@ def _doc_bm25(facts: SentenceFacts, terms: list[str], docs: list[str]) -> list[f
     the BM25 of its passages combined (max + 0.5·mean), so a long document is not favoured for
     repeating a word and a short one is not lost.
     """
-    out = []
     bm = facts.retriever.passage_bm25
-    for d in docs:
-        pids = list(facts.index.doc_passages[d])
-        if not pids:
-            out.append(0.0)
-            continue
-        s = bm.scores_for(terms, np.asarray(pids, np.int64))
-        out.append(float(s.max() + 0.5 * s.mean()))
+    ranges = [facts.index.doc_passages[d] for d in docs]
+    pids = np.concatenate([np.arange(r.start, r.stop, dtype=np.int64) for r in ranges]) if docs else np.zeros(0, np.int64)
+    scores = bm.scores_for(terms, pids)  # one pass over each term's postings for all the documents
+    out, at = [], 0
+    for r in ranges:
+        s = scores[at : at + len(r)]
+        at += len(r)
+        out.append(float(s.max() + 0.5 * s.mean()) if len(s) else 0.0)
     return out
 
 
@@ -438,6 +475,8 @@ class SpanBase:
     head_arr: np.ndarray  # ``head`` as an array
     gov_arr: np.ndarray  # ``gov`` as an array
     n_terms: np.ndarray  # per candidate: how many of its tokens have a content term
+    sib_flat: np.ndarray  # ``siblings`` flattened (token ids) …
+    sib_owner: np.ndarray  # … and the candidate each belongs to
     facts: list[tuple[str, str, str, str, str, str, str, bool, str, str]]
     # per candidate: label, head POS, head dep, length bucket, previous word cue, governor POS,
     # shape, has a list, kind prefix, kind
@@ -505,7 +544,9 @@ def span_base(text: str, parse: Parse, cands: Sequence[SpanCandidate] | None = N
     last = np.array([c.last for c in cands], np.int64)
     return SpanBase(text, parse, cands, tok_stem, adj, span_terms, heads, govs, sibs, static,
                     first, last, np.array(heads, np.int64), np.array(govs, np.int64),
-                    np.array([len(t) for t in span_terms], np.int64), facts)
+                    np.array([len(t) for t in span_terms], np.int64),
+                    np.array([i for sib in sibs for i in sib], np.int64),
+                    np.array([j for j, sib in enumerate(sibs) for _ in sib], np.int64), facts)
 
 
 def _hops_from(adj: list[list[int]], sources: Sequence[int]) -> dict[int, list[int]]:
@@ -557,7 +598,8 @@ def span_features(
     gov = base.gov_arr
     gov_in_q = (gov >= 0) & match[np.maximum(gov, 0)]
     F[:, 7] = gov_in_q
-    F[:, 8] = [min(sum(1 for i in sib if match[i]), 3) / 3 for sib in base.siblings]
+    sib_hits = np.bincount(base.sib_owner, weights=match[base.sib_flat], minlength=C) if len(base.sib_flat) else 0.0
+    F[:, 8] = np.minimum(sib_hits, 3) / 3
     tree: list[int | None] = [None] * C
     side = ["none"] * C
     if len(mpos):

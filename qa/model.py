@@ -27,6 +27,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,8 @@ class LinearModel:
         s = x @ self.weights + self.bias
         if cats is not None and self.categorical:
             get = self.categorical.get
-            s = s + np.fromiter((sum(get(f, 0.0) for f in fs) for fs in cats), np.float64, count=len(cats))
+            zero = repeat(0.0)
+            s = s + np.fromiter((sum(map(get, fs, zero)) for fs in cats), np.float64, count=len(cats))
         return s
 
     def to_json(self) -> dict[str, Any]:
