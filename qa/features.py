@@ -71,6 +71,10 @@ class QuestionVectors:
 
 
 # --- corpus side: per-sentence facts, computed lazily and cached ------------------------------------
+_SENTENCE_CACHE = 200_000  # entries kept per cache before it is emptied
+_DOC_CACHE = 50_000
+
+
 class SentenceFacts:
     """Cheap per-sentence and per-document facts the features need, computed on first use."""
 
@@ -92,12 +96,21 @@ class SentenceFacts:
         """The sentence's content terms in order (as BM25 indexed them)."""
         got = self._terms.get(sid)
         if got is None:
-            got = self._terms[sid] = tuple(content_terms(self.index.sent_text[sid]))
+            # Read from the BM25 terms stored at index time (the same analyzer), not re-analyzed:
+            # over a big collection most candidates are sentences no question reached before.
+            bm = self.retriever.sentence_bm25
+            ids = bm.ids[int(bm.indptr[sid]) : int(bm.indptr[sid + 1])].tolist()
+            terms = bm.terms
+            if len(self._terms) > _SENTENCE_CACHE:  # bounded: a long-running server over a big collection
+                self._terms.clear()
+            got = self._terms[sid] = tuple(terms[i] for i in ids)
         return got
 
     def terms(self, sid: int) -> frozenset[str]:
         got = self._termsets.get(sid)
         if got is None:
+            if len(self._termsets) > _SENTENCE_CACHE:  # bounded: a long-running server over a big collection
+                self._termsets.clear()
             got = self._termsets[sid] = frozenset(self.seq(sid))
         return got
 
@@ -111,6 +124,8 @@ class SentenceFacts:
         got = self._doc_range.get(doc_id)
         if got is None:
             sids = self.index.doc_sentences[doc_id]
+            if len(self._doc_range) > _DOC_CACHE:  # bounded: a long-running server over a big collection
+                self._doc_range.clear()
             got = self._doc_range[doc_id] = (int(sids[0]), int(sids[-1])) if len(sids) else (0, -1)
         return got
 
@@ -124,6 +139,8 @@ class SentenceFacts:
             terms: set[str] = set()
             for s in range(first, last + 1):
                 terms.update(self.seq(s))
+            if len(self._doc_terms) > _DOC_CACHE:  # bounded: a long-running server over a big collection
+                self._doc_terms.clear()
             got = self._doc_terms[doc_id] = frozenset(terms)
         return got
 
@@ -132,6 +149,8 @@ class SentenceFacts:
         if got is None:
             first, last = self.doc_range(doc_id)
             v = np.asarray(self.index.sent_vecs[first : last + 1], np.float32).sum(0)
+            if len(self._doc_vec) > _DOC_CACHE:  # bounded: a long-running server over a big collection
+                self._doc_vec.clear()
             got = self._doc_vec[doc_id] = v / (np.linalg.norm(v) + 1e-9)
         return got
 
@@ -139,9 +158,11 @@ class SentenceFacts:
         """(entity label, content terms) of the sentence's entities and numbers (not noun chunks)."""
         got = self._labels.get(sid)
         if got is None:
-            text = self.index.sent_text[sid]
+            terms = self.index.sentence_mention_terms(sid)  # analyzed at index time
+            if len(self._labels) > _SENTENCE_CACHE:  # bounded: a long-running server over a big collection
+                self._labels.clear()
             got = self._labels[sid] = tuple(
-                (m[2], frozenset(content_terms(text[m[0] : m[1]]))) for m in self.index.mentions[sid] if m[2] != "NP"
+                (m[2], t) for m, t in zip(self.index.mentions[sid], terms, strict=True) if m[2] != "NP"
             )
         return got
 
@@ -173,6 +194,8 @@ class SentenceFacts:
     def numbers(self, sid: int) -> frozenset[str]:
         got = self._numbers.get(sid)
         if got is None:
+            if len(self._numbers) > _SENTENCE_CACHE:  # bounded: a long-running server over a big collection
+                self._numbers.clear()
             got = self._numbers[sid] = frozenset(_NUM.findall(self.index.sent_text[sid]))
         return got
 
