@@ -10,6 +10,10 @@ these two cores would take about an hour):
 - the pool: every sentence of the bundled SQuAD v1.1 dev paragraphs and of the demo corpus, cut by
   our own splitter (~10,400 distinct real sentences), each encoded once with the real encoder and
   annotated once with the real spaCy pipeline (both cached under ``eval/cache/scale/``);
+- token vectors (what the answer step aligns question words with): made like the sentence
+  vectors, once per pool sentence with the real encoder (``encode_tokens``, then the index's own
+  ``quantize(project(...))``; cached next to the pool vectors). A collection sentence's token rows
+  are its pool sentence's rows, copied into the generation's ``tokens.npy`` in chunks;
 - documents: ``SENTENCES_PER_DOC`` pool sentences drawn at random (seeded), joined by a space;
   passages are cut from them by the index's own windowing (``make_passages``), documents are added
   until the collection holds exactly ``--passages`` passages;
@@ -18,8 +22,8 @@ these two cores would take about an hour):
   measured against exact search over these same vectors, so the shortcut does not flatter it;
 - BM25 terms of a sentence are its real terms; a passage's are its sentences' terms in order
   (exactly what analyzing the joined text gives: no term spans the joining space);
-- everything is written as a real index generation (SQLite records, arrays, FAISS, BM25) through
-  the same writer ``qa index`` uses, and asked through the real ``Engine``.
+- everything is written as a real index generation (SQLite records, arrays, FAISS, BM25, token
+  vectors) through the same writer ``qa index`` uses, and asked through the real ``Engine``.
 
 Questions are real SQuAD dev questions, encoded by the real encoder. Figures are printed next to
 the plain baseline at the same size (sentence-transformers encode + exact FAISS flat search + top
@@ -93,20 +97,36 @@ class Pool:
         from index.encoder import load_encoder
         from index.split import approx_tokens
         from index.terms import TERMS_VERSION, content_terms
+        from index.tokens import PROJECTION_VERSION, pack, project, quantize
 
         self.texts = pool_sentences(articles)
         key = hashlib.sha1("\n".join(self.texts).encode()).hexdigest()[:12]
         cache.mkdir(parents=True, exist_ok=True)
         vec_path = cache / f"pool-{key}-{encoder_name}.npy"
+        tok_path = cache / f"pool-{key}-{encoder_name}-tokens-{PROJECTION_VERSION}.npz"
         ann_path = cache / f"pool-{key}-{ANNOTATOR_VERSION}.json"
-        if vec_path.exists():
+        if vec_path.exists() and tok_path.exists():
             self.vecs = np.load(vec_path)
         else:
-            log(f"encoding the pool: {len(self.texts)} real sentences with {encoder_name} (once; cached in {cache})")
+            # One pass yields both the sentence vectors and the token vectors, as `qa index` does.
+            log(f"encoding the pool: {len(self.texts)} real sentences with {encoder_name}, with token vectors "
+                f"(once; cached in {cache})")
             t = time.perf_counter()
-            self.vecs = load_encoder(encoder_name).encode(self.texts, progress=True)
+            pooled, toks, _ = load_encoder(encoder_name).encode_tokens(self.texts, progress=True)
             self.encode_rate = len(self.texts) / (time.perf_counter() - t)
-            np.save(vec_path, self.vecs)
+            if vec_path.exists():
+                self.vecs = np.load(vec_path)  # vectors cached by an earlier run stay what was measured
+            else:
+                self.vecs = pooled
+                np.save(vec_path, self.vecs)
+            tokens, starts = pack([quantize(project(x)) for x in toks])
+            del pooled, toks
+            np.savez(tok_path, tokens=tokens, starts=starts)
+        with np.load(tok_path) as z:
+            # int8 [pool tokens, TOKEN_DIM]; pool sentence i owns rows tok_starts[i]:tok_starts[i + 1]
+            self.tok_rows, self.tok_starts = z["tokens"], z["starts"]
+        if len(self.tok_starts) != len(self.texts) + 1:
+            raise ValueError(f"{tok_path} does not match the pool: delete it to re-encode")
         if ann_path.exists():
             cached = json.loads(ann_path.read_text())
         else:
@@ -164,6 +184,7 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
     from index.split import SPLITTER_VERSION
     from index.store import GenerationWriter, IndexSettings, new_generation_dir, publish_generation
     from index.terms import content_terms
+    from index.tokens import PROJECTION_VERSION, TOKEN_DIM
 
     times: dict[str, float] = {}
     dim = pool.vecs.shape[1]
@@ -241,6 +262,27 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
         pv[a : a + CHUNK] = m / np.linalg.norm(m, axis=1, keepdims=True)
     sv.flush()
     pv.flush()
+
+    # Token vectors: each sentence's rows are its pool sentence's rows, gathered chunk by chunk into
+    # the memory-mapped tokens.npy (about 8 GB at 1M passages: never held in memory whole).
+    t = time.perf_counter()
+    pool_tok_len = np.diff(pool.tok_starts)
+    tok_starts = np.zeros(n_s + 1, dtype=np.int64)
+    np.cumsum(pool_tok_len[sent_pool], out=tok_starts[1:])
+    tv = np.lib.format.open_memmap(gen / "tokens.npy", mode="w+", dtype=np.int8, shape=(int(tok_starts[-1]), TOKEN_DIM))
+    for a in range(0, n_s, CHUNK):
+        ids = sent_pool[a : a + CHUNK]
+        lens = pool_tok_len[ids]
+        lo, hi = int(tok_starts[a]), int(tok_starts[min(a + CHUNK, n_s)])
+        # row r of this chunk's output comes from pool row (pool start of its sentence) + (r - its output start)
+        shift = np.repeat(pool.tok_starts[ids] - (tok_starts[a : a + len(ids)] - lo), lens)
+        tv[lo:hi] = pool.tok_rows[np.arange(hi - lo, dtype=np.int64) + shift]
+    tv.flush()
+    w.save_tokens(tv, tok_starts)  # tokens.npy is already written in place; this adds token_starts.npy
+    w.set_meta("tokens", PROJECTION_VERSION)
+    del tv
+    times["token vectors (gathered from the pool)"] = time.perf_counter() - t
+
     for name, mm in (("passages", pv), ("sentences", sv)):
         t = time.perf_counter()
         kind = w.save_vectors(name, mm)
@@ -279,6 +321,7 @@ def disk_sizes(gen: Path) -> dict[str, int]:
         name = p.name
         key = ("vector index (.faiss)" if name.endswith(".faiss") else
                "vectors (.npy)" if name in ("sentences.npy", "passages.npy") else
+               "token vectors (int8 .npy)" if name in ("tokens.npy", "token_starts.npy") else
                "BM25 terms" if ".terms." in name else
                "records (SQLite)" if name.endswith(".sqlite") else "record arrays")
         groups[key] = groups.get(key, 0) + p.stat().st_size

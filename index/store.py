@@ -232,8 +232,13 @@ class GenerationWriter:
         return kind
 
     def save_tokens(self, tokens: np.ndarray, starts: np.ndarray) -> None:
-        """Every sentence's projected token vectors (see index/tokens.py)."""
-        np.save(self.dir / "tokens.npy", tokens)
+        """Every sentence's projected token vectors (see index/tokens.py).
+
+        ``tokens`` may already be a memory-mapped ``tokens.npy`` of this generation (as with
+        ``save_vectors``: large collections are written in place)."""
+        path = self.dir / "tokens.npy"
+        if not (isinstance(tokens, np.memmap) and Path(tokens.filename).resolve() == path.resolve()):
+            np.save(path, tokens)
         np.save(self.dir / "token_starts.npy", starts)
 
     def save_terms(self, name: str, terms: object) -> None:

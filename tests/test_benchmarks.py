@@ -54,6 +54,7 @@ def test_scale_smoke_keeps_recall_and_citations(tmp_path: Path) -> None:
     assert r["recall"] >= 0.95
     assert r["broken_citations"] == 0
     assert len(r["e2e_ms"]) == 30 and len(r["search_ms"]) == 100
+    assert r["disk"]["token vectors (int8 .npy)"] > 0  # the answer step's token vectors are written and counted
     for figure in ("passage search p50", "recall@10 vs exact search", "BM25 query p50", "end-to-end question p50",
                    "index on disk", "index build"):
         assert figure in out.stdout
