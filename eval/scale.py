@@ -343,7 +343,7 @@ def _opens(index_dir: Path) -> bool:
     from index.store import IndexError_
 
     try:
-        LoadedIndex.open(index_dir)
+        LoadedIndex.open(index_dir).token_store()  # everything the engine reads, token vectors included
     except IndexError_:
         return False
     return True
