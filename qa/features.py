@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -503,6 +503,33 @@ class SpanBase:
     facts: list[tuple[str, str, str, str, str, str, str, bool, str, str]]
     # per candidate: label, head POS, head dep, length bucket, previous word cue, governor POS,
     # shape, has a list, kind prefix, kind
+    _names: dict = field(default_factory=dict)  # (question class, head class, head) → static names
+
+    def static_names(self, qc: str, hc: str | None, head: str | None) -> list[tuple]:
+        key = (qc, hc, head)
+        got = self._names.get(key)
+        if got is None:
+            if len(self._names) > 64:
+                self._names.clear()
+            got = self._names[key] = _static_names(self, qc, hc, head)
+        return got
+
+
+def _static_names(base: SpanBase, qc: str, hc: str | None, head: str | None) -> list[tuple]:
+    """The categorical names of each candidate that depend only on the question's class and head
+    noun (the rest depend on where the question's words are): made once per sentence and kind of
+    question."""
+    out = []
+    for label, hpos, hdep, lb, prev, govpos, shape, has_list, kind0, kind in base.facts:
+        a = (f"k:{kind0}", f"q:{qc}|L:{label}", f"q:{qc}|p:{hpos}", f"q:{qc}|d:{hdep}", f"q:{qc}|n:{lb}",
+             f"q:{qc}|prev:{prev}", f"q:{qc}|k:{kind}")  # fmt: skip
+        heads = (
+            (f"hc:{hc}|L:{label}", f"h:{head}|L:{label}", f"hc:{hc}|p:{hpos}", f"hc:{hc}|n:{lb}", f"hc:{hc}|shape:{shape}")
+            if head else ()
+        )
+        out.append((a, f"q:{qc}|gp:{govpos}|d:{hdep}", f"q:{qc}|shape:{shape}", f"q:{qc}|list:{int(has_list)}",
+                    heads, hdep, label))
+    return out
 
 
 def span_base(text: str, parse: Parse, cands: Sequence[SpanCandidate] | None = None) -> SpanBase:
@@ -648,17 +675,13 @@ def span_features(
         F[:, 12] = 3.0
     cats: list[list[str]] = []
     inq_l, full_l, gq_l = inq.tolist(), full.tolist(), gov_in_q.tolist()
+    static = base.static_names(qc, hc, q.head)
     for j in range(C):
-        label, hpos, hdep, lb, prev, govpos, shape, has_list, kind0, kind = base.facts[j]
+        a, gp, shape, lst, heads, hdep, label = static[j]
         t, sd = tree[j], side[j]
-        fs = [
-            f"k:{kind0}", f"q:{qc}|L:{label}", f"q:{qc}|p:{hpos}", f"q:{qc}|d:{hdep}", f"q:{qc}|n:{lb}",
-            f"q:{qc}|prev:{prev}", f"q:{qc}|k:{kind}", f"q:{qc}|gq:{int(gq_l[j])}|d:{hdep}",
-            f"q:{qc}|gp:{govpos}|d:{hdep}", f"q:{qc}|inq:{int(full_l[j])}", f"L:{label}|inq:{min(inq_l[j], 2)}",
-            f"q:{qc}|shape:{shape}", f"q:{qc}|side:{sd}", f"q:{qc}|list:{int(has_list)}",
-            f"q:{qc}|side:{sd}|d:{hdep}", f"q:{qc}|tree:{min(t, 4) if t is not None else 'none'}",
-        ]  # fmt: skip
-        if q.head:
-            fs += [f"hc:{hc}|L:{label}", f"h:{q.head}|L:{label}", f"hc:{hc}|p:{hpos}", f"hc:{hc}|n:{lb}", f"hc:{hc}|shape:{shape}"]
-        cats.append(fs)
+        cats.append([
+            *a, f"q:{qc}|gq:{int(gq_l[j])}|d:{hdep}", gp, f"q:{qc}|inq:{int(full_l[j])}",
+            f"L:{label}|inq:{min(inq_l[j], 2)}", shape, f"q:{qc}|side:{sd}", lst, f"q:{qc}|side:{sd}|d:{hdep}",
+            f"q:{qc}|tree:{min(t, 4) if t is not None else 'none'}", *heads,
+        ])  # fmt: skip
     return F, cats
