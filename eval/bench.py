@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -156,36 +155,20 @@ def cold(index_dir: Path, question: str, runs: int) -> tuple[list[float], list[f
     return ours, base
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def server_rss(index_dir: Path, qs: list[str]) -> tuple[float, float]:
     """RSS (MB) of `qa serve` after answering ``qs`` over HTTP, and of the plain script after them."""
-    port = free_port()
-    proc = subprocess.Popen([qa_bin(), "serve", "--index", str(index_dir), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    from eval.load import start_server, stop_server
+
+    server = start_server(index_dir)
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("qa serve did not come up") from None
-                time.sleep(0.3)
         for q in qs:
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/ask", data=json.dumps({"question": q}).encode(),
+            req = urllib.request.Request(f"{server.url}/api/ask", data=json.dumps({"question": q}).encode(),
                                          headers={"content-type": "application/json"})
             urllib.request.urlopen(req, timeout=60).read()
-        with open(f"/proc/{proc.pid}/status") as f:
+        with open(f"/proc/{server.proc.pid}/status") as f:
             ours = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(server)
     out = subprocess.run([sys.executable, "-m", "eval.plain", str(index_dir), "--rss", *qs], check=True,
                          capture_output=True, text=True, env=env(), cwd=ROOT).stdout
     base = float(out.strip().splitlines()[-1].split()[1])

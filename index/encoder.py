@@ -183,40 +183,10 @@ class OnnxInt8Encoder:
     def _run(self, encs: list, sess) -> np.ndarray:
         return self._hidden(encs, sess)[2]
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    def _batches(self, texts: Sequence[str], batch_size: int, progress: bool):
+        """(tokenized texts, row numbers of one batch, session): everything is tokenized first (fast,
+        in Rust), then batched by token count so each batch pads little; a progress bar if asked."""
         n = len(texts)
-        if n == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        if n <= self.SMALL_BATCH:
-            return self._run(self._tok.encode_batch(list(texts)), self._session(1))
-        out = np.zeros((n, self.dim), dtype=np.float32)
-        sess = self._session(self._threads)
-        # Tokenize everything first (fast, in Rust), then batch by token count so each batch pads little.
-        encs = self._tok.encode_batch(list(texts))
-        order = sorted(range(n), key=lambda i: len(encs[i].ids))
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n, desc="embedding", unit="text")
-        for b in range(0, n, batch_size):
-            idx = order[b : b + batch_size]
-            out[idx] = self._run([encs[i] for i in idx], sess)
-            if bar is not None:
-                bar.update(len(idx))
-        if bar is not None:
-            bar.close()
-        return out
-
-    def encode_tokens(
-        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
-    ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
-        n = len(texts)
-        pooled_all = np.zeros((n, self.dim), dtype=np.float32)
-        toks: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * n
-        pieces: list[list[str]] = [[] for _ in range(n)]
-        if n == 0:
-            return pooled_all, toks, pieces
         sess = self._session(1 if n <= self.SMALL_BATCH else self._threads)
         encs = self._tok.encode_batch(list(texts))
         order = sorted(range(n), key=lambda i: len(encs[i].ids))
@@ -227,16 +197,37 @@ class OnnxInt8Encoder:
             bar = tqdm(total=n, desc="embedding", unit="text")
         for b in range(0, n, batch_size):
             idx = order[b : b + batch_size]
+            yield encs, idx, sess
+            if bar is not None:
+                bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        n = len(texts)
+        if n == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if n <= self.SMALL_BATCH:
+            return self._run(self._tok.encode_batch(list(texts)), self._session(1))
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        for encs, idx, sess in self._batches(texts, batch_size, progress):
+            out[idx] = self._run([encs[i] for i in idx], sess)
+        return out
+
+    def encode_tokens(
+        self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False
+    ) -> tuple[np.ndarray, list[np.ndarray], list[list[str]]]:
+        n = len(texts)
+        pooled_all = np.zeros((n, self.dim), dtype=np.float32)
+        toks: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * n
+        pieces: list[list[str]] = [[] for _ in range(n)]
+        for encs, idx, sess in self._batches(texts, batch_size, progress):
             hidden, _, pooled = self._hidden([encs[i] for i in idx], sess)
             pooled_all[idx] = pooled
             for r, i in enumerate(idx):
                 k = len(encs[i].ids)
                 toks[i] = np.ascontiguousarray(hidden[r, 1 : k - 1], np.float32)
                 pieces[i] = list(encs[i].tokens[1 : k - 1])
-            if bar is not None:
-                bar.update(len(idx))
-        if bar is not None:
-            bar.close()
         return pooled_all, toks, pieces
 
 

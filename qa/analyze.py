@@ -19,11 +19,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-STOPWORDS = frozenset(
-    ["a", "an", "the", "and", "or", "but", "if", "of", "at", "by", "for", "with", "about", "against", "between", "into", "through", "during", "before", "after", "above", "below", "to", "from", "up", "down", "in", "out", "on", "off", "over", "under", "again", "further", "then", "once", "here", "there", "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "no", "nor", "not", "only", "own", "same", "so", "than", "too", "very", "s", "t", "can", "will", "just", "don", "should", "now", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had", "having", "do", "does", "did", "doing", "i", "me", "my", "we", "our", "you", "your", "he", "him", "his", "she", "her", "it", "its", "they", "them", "their", "what", "which", "who", "whom", "whose", "this", "that", "these", "those", "am", "would", "could", "shall", "may", "might", "must", "also", "as", "per", "via", "when", "where", "why", "how", "whats"]
-)
+# One analyzer for questions and the index: BM25 terms stored at index time must match a
+# question's terms exactly.
+from index.terms import content_terms
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
 # Coarse expected types and the spaCy labels that satisfy them.
@@ -77,32 +76,6 @@ class Question:
     qclass: str = "other"  # fine class: who, when, where, why, how, how_many, what_n, what_be, …
     head: str | None = None  # head noun of a "what/which X" question
     head_class: str | None = None  # HEAD_CLASS of the head noun ("other" when not a common one)
-
-
-def stem(word: str) -> str:
-    """A light suffix stripper: enough to match flight/flights, announced/announcement."""
-    w = word.lower().replace("’", "'")
-    if w.endswith("'s"):
-        w = w[:-2]
-    for suf in ("ements", "ement", "ments", "ment", "ations", "ation", "ings", "ing", "ies", "ied", "ed", "es", "s"):
-        if len(w) - len(suf) >= 3 and w.endswith(suf):
-            w = w[: -len(suf)]
-            if suf in ("ies", "ied"):
-                w += "y"
-            break
-    return w
-
-
-def tokenize(text: str) -> list[str]:
-    return _TOKEN.findall(text)
-
-
-def is_content(token: str) -> bool:
-    return (token.lower() not in STOPWORDS and len(token) > 1) or token.isdigit()
-
-
-def content_terms(text: str) -> list[str]:
-    return [stem(t) for t in tokenize(text) if is_content(t)]
 
 
 def _head_after(words: list[str], i: int) -> str | None:

@@ -38,7 +38,7 @@ from qa.features import (
     span_features,
 )
 from qa.model import AnswerModel
-from qa.retrieve import Retriever, _top
+from qa.retrieve import Retriever
 
 PASSAGES = 8  # hybrid passages whose sentences are candidates
 DENSE_SENTENCES = 20
@@ -183,12 +183,7 @@ class AnswerStep:
         return Candidates(sids, prank, numeric, cats)
 
     def _bm25_sentences(self, terms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        bm = self.retriever.sentence_bm25
-        if hasattr(bm, "top"):
-            return bm.top(terms, k)
-        scores = bm.scores(terms)
-        top = _top(scores, k)
-        return top, scores[top]
+        return self.retriever.sentence_bm25.top(terms, k)
 
     # --- 3. phrases --------------------------------------------------------------------------
     def phrases(self, q: Question, sid: int) -> Phrases:

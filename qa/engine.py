@@ -21,8 +21,9 @@ import numpy as np
 from index.encoder import ENCODERS, Encoder, load_encoder
 from index.loaded import LoadedIndex
 from index.store import IncompatibleIndexError
+from index.terms import STOPWORDS, content_terms
 from index.tokens import TOKEN_DIM, project
-from qa.analyze import STOPWORDS, analyze, content_terms
+from qa.analyze import analyze
 from qa.answer import AnswerStep
 from qa.features import QuestionVectors
 from qa.followup import Previous, resolve

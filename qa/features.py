@@ -30,7 +30,8 @@ import numpy as np
 
 from index.annotate import Parse
 from index.loaded import LoadedIndex
-from qa.analyze import STOPWORDS, Question, content_terms, stem
+from index.terms import STOPWORDS, content_terms, stem
+from qa.analyze import TYPE_LABELS, Question
 from qa.retrieve import Retriever
 
 SENTENCE_FEATURES = (
@@ -75,44 +76,52 @@ _SENTENCE_CACHE = 200_000  # entries kept per cache before it is emptied
 _DOC_CACHE = 50_000
 
 
+class _Memo(dict):
+    """A dict that makes a missing value with ``make(key)`` and keeps at most ``limit`` entries
+    (emptied when full: a long-running server over a big collection sees ever new sentences)."""
+
+    def __init__(self, make, limit: int) -> None:
+        super().__init__()
+        self.make = make
+        self.limit = limit
+
+    def __missing__(self, key):
+        if len(self) >= self.limit:
+            self.clear()
+        value = self[key] = self.make(key)
+        return value
+
+
 class SentenceFacts:
     """Cheap per-sentence and per-document facts the features need, computed on first use."""
 
     def __init__(self, index: LoadedIndex, retriever: Retriever) -> None:
         self.index = index
         self.retriever = retriever
-        self._terms: dict[int, tuple[str, ...]] = {}
-        self._termsets: dict[int, frozenset[str]] = {}
-        self._doc_terms: dict[str, frozenset[str]] = {}
-        self._doc_vec: dict[str, np.ndarray] = {}
-        self._doc_range: dict[str, tuple[int, int]] = {}
-        self._labels: dict[int, tuple[tuple[str, frozenset[str]], ...]] = {}
-        self._numbers: dict[int, frozenset[str]] = {}
-        self._span_bases: dict[int, SpanBase] = {}
+        self._seq = _Memo(self._make_seq, _SENTENCE_CACHE)
+        self._terms = _Memo(lambda sid: frozenset(self._seq[sid]), _SENTENCE_CACHE)
+        self._labels = _Memo(self._make_labels, _SENTENCE_CACHE)
+        self._numbers = _Memo(lambda sid: frozenset(_NUM.findall(self.index.sent_text[sid])), _SENTENCE_CACHE)
+        self._span_bases = _Memo(lambda sid: span_base(self.index.sent_text[sid], self.index.parse(sid)), 50_000)
+        self._doc_range = _Memo(self._make_doc_range, _DOC_CACHE)
+        self._doc_terms = _Memo(self._make_doc_terms, _DOC_CACHE)
+        self._doc_vec = _Memo(self._make_doc_vec, _DOC_CACHE)
         self._doc_tokens: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._doc_no = {d: i for i, d in enumerate(index.docs)}
 
     def seq(self, sid: int) -> tuple[str, ...]:
         """The sentence's content terms in order (as BM25 indexed them)."""
-        got = self._terms.get(sid)
-        if got is None:
-            # Read from the BM25 terms stored at index time (the same analyzer), not re-analyzed:
-            # over a big collection most candidates are sentences no question reached before.
-            bm = self.retriever.sentence_bm25
-            ids = bm.ids[int(bm.indptr[sid]) : int(bm.indptr[sid + 1])].tolist()
-            terms = bm.terms
-            if len(self._terms) > _SENTENCE_CACHE:  # bounded: a long-running server over a big collection
-                self._terms.clear()
-            got = self._terms[sid] = tuple(terms[i] for i in ids)
-        return got
+        return self._seq[sid]
+
+    def _make_seq(self, sid: int) -> tuple[str, ...]:
+        # Read from the BM25 terms stored at index time (the same analyzer), not re-analyzed:
+        # over a big collection most candidates are sentences no question reached before.
+        bm = self.retriever.sentence_bm25
+        terms = bm.terms
+        return tuple(terms[i] for i in bm.ids[int(bm.indptr[sid]) : int(bm.indptr[sid + 1])].tolist())
 
     def terms(self, sid: int) -> frozenset[str]:
-        got = self._termsets.get(sid)
-        if got is None:
-            if len(self._termsets) > _SENTENCE_CACHE:  # bounded: a long-running server over a big collection
-                self._termsets.clear()
-            got = self._termsets[sid] = frozenset(self.seq(sid))
-        return got
+        return self._terms[sid]
 
     def doc_of(self, sid: int) -> str:
         return self.index.sent_doc[sid]
@@ -121,50 +130,40 @@ class SentenceFacts:
         return self._doc_no[doc_id]
 
     def doc_range(self, doc_id: str) -> tuple[int, int]:
-        got = self._doc_range.get(doc_id)
-        if got is None:
-            sids = self.index.doc_sentences[doc_id]
-            if len(self._doc_range) > _DOC_CACHE:  # bounded: a long-running server over a big collection
-                self._doc_range.clear()
-            got = self._doc_range[doc_id] = (int(sids[0]), int(sids[-1])) if len(sids) else (0, -1)
-        return got
+        return self._doc_range[doc_id]
+
+    def _make_doc_range(self, doc_id: str) -> tuple[int, int]:
+        sids = self.index.doc_sentences[doc_id]
+        return (int(sids[0]), int(sids[-1])) if len(sids) else (0, -1)
 
     def position(self, sid: int) -> int:
         return sid - self.doc_range(self.doc_of(sid))[0]
 
     def doc_terms(self, doc_id: str) -> frozenset[str]:
-        got = self._doc_terms.get(doc_id)
-        if got is None:
-            first, last = self.doc_range(doc_id)
-            terms: set[str] = set()
-            for s in range(first, last + 1):
-                terms.update(self.seq(s))
-            if len(self._doc_terms) > _DOC_CACHE:  # bounded: a long-running server over a big collection
-                self._doc_terms.clear()
-            got = self._doc_terms[doc_id] = frozenset(terms)
-        return got
+        return self._doc_terms[doc_id]
+
+    def _make_doc_terms(self, doc_id: str) -> frozenset[str]:
+        first, last = self.doc_range(doc_id)
+        terms: set[str] = set()
+        for s in range(first, last + 1):
+            terms.update(self.seq(s))
+        return frozenset(terms)
 
     def doc_vec(self, doc_id: str) -> np.ndarray:
-        got = self._doc_vec.get(doc_id)
-        if got is None:
-            first, last = self.doc_range(doc_id)
-            v = np.asarray(self.index.sent_vecs[first : last + 1], np.float32).sum(0)
-            if len(self._doc_vec) > _DOC_CACHE:  # bounded: a long-running server over a big collection
-                self._doc_vec.clear()
-            got = self._doc_vec[doc_id] = v / (np.linalg.norm(v) + 1e-9)
-        return got
+        return self._doc_vec[doc_id]
+
+    def _make_doc_vec(self, doc_id: str) -> np.ndarray:
+        first, last = self.doc_range(doc_id)
+        v = np.asarray(self.index.sent_vecs[first : last + 1], np.float32).sum(0)
+        return v / (np.linalg.norm(v) + 1e-9)
 
     def labels(self, sid: int) -> tuple[tuple[str, frozenset[str]], ...]:
         """(entity label, content terms) of the sentence's entities and numbers (not noun chunks)."""
-        got = self._labels.get(sid)
-        if got is None:
-            terms = self.index.sentence_mention_terms(sid)  # analyzed at index time
-            if len(self._labels) > _SENTENCE_CACHE:  # bounded: a long-running server over a big collection
-                self._labels.clear()
-            got = self._labels[sid] = tuple(
-                (m[2], t) for m, t in zip(self.index.mentions[sid], terms, strict=True) if m[2] != "NP"
-            )
-        return got
+        return self._labels[sid]
+
+    def _make_labels(self, sid: int) -> tuple[tuple[str, frozenset[str]], ...]:
+        terms = self.index.sentence_mention_terms(sid)  # analyzed at index time
+        return tuple((m[2], t) for m, t in zip(self.index.mentions[sid], terms, strict=True) if m[2] != "NP")
 
     def doc_tokens(self, doc_id: str, token_store) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The document's token vectors as float32 [tokens, dim], where its non-empty sentences
@@ -184,20 +183,10 @@ class SentenceFacts:
 
     def span_base(self, sid: int) -> SpanBase:
         """The sentence's candidate phrases and their question-independent features."""
-        got = self._span_bases.get(sid)
-        if got is None:
-            if len(self._span_bases) > 50_000:  # a bound on memory over a long-running server
-                self._span_bases.clear()
-            got = self._span_bases[sid] = span_base(self.index.sent_text[sid], self.index.parse(sid))
-        return got
+        return self._span_bases[sid]
 
     def numbers(self, sid: int) -> frozenset[str]:
-        got = self._numbers.get(sid)
-        if got is None:
-            if len(self._numbers) > _SENTENCE_CACHE:  # bounded: a long-running server over a big collection
-                self._numbers.clear()
-            got = self._numbers[sid] = frozenset(_NUM.findall(self.index.sent_text[sid]))
-        return got
+        return self._numbers[sid]
 
 
 def _longest_run(qterms: Sequence[str], seq: Sequence[str]) -> int:
@@ -402,8 +391,6 @@ def _doc_bm25(facts: SentenceFacts, terms: list[str], docs: list[str]) -> list[f
 
 
 def _expected_labels(q: Question) -> frozenset[str]:
-    from qa.analyze import TYPE_LABELS
-
     return TYPE_LABELS.get(q.expected or "", frozenset())
 
 

@@ -32,10 +32,6 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return idx[np.argsort(-scores[idx], kind="stable")]
 
 
-# BM25 statistics are computed at index time (index/bm25.py); the retriever only reads them.
-Bm25 = Bm25Index
-
-
 class Retriever:
     def __init__(self, index: LoadedIndex) -> None:
         self.index = index

@@ -60,3 +60,19 @@ def live_server(demo_index: Path, tmp_path_factory: pytest.TempPathFactory):
         yield server.url
     finally:
         stop_server(server)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (one per test module; the browser tests
+    skip themselves when /usr/bin/chromium is missing)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (make install)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
+        )
+        yield b
+        b.close()

@@ -35,19 +35,6 @@ QUESTION = "Who is the lighthouse keeper of Skerryvore?"
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],
-        )
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def writable_server(demo_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from eval.load import start_server, stop_server
 
