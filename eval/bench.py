@@ -141,6 +141,39 @@ def warm(index_dir: Path, qs: list[str], plain_model) -> tuple[list[float], list
     return ours, base
 
 
+def readers_warm(index_dir: Path, qs: list[str]) -> dict[str, list[float]]:
+    """Warm latency of each question read by each reader on one loaded index, taking turns."""
+    from qa.engine import Engine
+
+    engine = Engine.open(index_dir)
+    for q in qs[:5]:
+        engine.ask(q, method="neural")
+        engine.ask(q, method="linear")
+    out: dict[str, list[float]] = {"neural": [], "linear": []}
+    for q in qs:
+        for name in out:
+            out[name] += timed_each(lambda x, name=name: engine.ask(x, method=name), [q])
+    return out
+
+
+def run_readers(index_dir: Path, n: int) -> int:
+    """``--readers INDEX``: the neural and the linear reader side by side, warm questions."""
+    from eval.squad import BUNDLED_SQUAD, load_squad
+
+    qs = squad_questions(load_squad(BUNDLED_SQUAD), n) if "squad" in str(index_dir) else demo_questions(n)
+    load0 = os.getloadavg()[0]
+    t = readers_warm(index_dir, qs)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    p95 = {k: pct(v, 95) for k, v in t.items()}
+    rows = [
+        row("warm question, median", "≤ 35 ms", ms(med["neural"]), ms(med["linear"]), f"{med['neural'] / med['linear']:.2f}×"),
+        row("warm question, p95", "", ms(p95["neural"]), ms(p95["linear"]), f"{p95['neural'] / p95['linear']:.2f}×"),
+    ]
+    print(render(rows, f"readers on {index_dir}, {n} questions each, taking turns "
+                       f"(load {load0:.1f} → {os.getloadavg()[0]:.1f}); columns: neural, linear"))
+    return 0
+
+
 def cold(index_dir: Path, question: str, runs: int) -> tuple[list[float], list[float]]:
     ours, base = [], []
     for _ in range(runs):
@@ -207,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale-json", type=Path, default=SCALE_JSON, help="figures of the last 1M-passage run")
     ap.add_argument("--smoke", action="store_true", help="a quick run (CI): 2 SQuAD articles, 10 questions, 1 cold run")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--readers", type=Path, default=None, metavar="INDEX",
+                    help="only the warm questions on INDEX, the neural reader next to the linear one")
     args = ap.parse_args(argv)
+    if args.readers is not None:
+        return run_readers(args.readers, args.questions)
     if args.smoke:
         args.questions, args.cold_runs, args.articles = 10, 1, args.articles or 2
     if args.questions < 1 or args.cold_runs < 1:

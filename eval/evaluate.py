@@ -23,12 +23,14 @@ from eval import metrics as m
 from eval.gold import GoldItem
 
 METHODS = ("citeqa", "bm25", "dense")
+READERS = ("neural", "linear")  # also methods: citeqa read by that reader, side by side with "citeqa"
 CORRECT_F1 = 0.5
 
 #: The score a method's threshold sweep ranks answers by. citeqa reports a confidence meant for
 #: exactly that; the baselines report a constant 1.0, so their sweep uses the top citation's
 #: retrieval score (the only signal they have), which is what a user of them would threshold.
-SWEEP_SIGNAL = {"citeqa": "confidence", "bm25": "top_score", "dense": "top_score"}
+SWEEP_SIGNAL = {"citeqa": "confidence", "neural": "confidence", "linear": "confidence", "bm25": "top_score",
+                "dense": "top_score"}
 
 
 class AnswersQuestions(Protocol):
@@ -209,6 +211,12 @@ def summarize(records: Sequence[Record], method: str) -> dict[str, Any]:
         **m.abstention_rates([s.abstained for _, s in rs], [it.answerable for it, _ in rs]),
         # Calibration asks "is the proposed answer right", so an abstention is never a hit here.
         "ece": m.expected_calibration_error([s.confidence for _, s in rs], [s.correct_if_answered for _, s in rs]),
+        # How well the confidence separates answerable from unanswerable questions, and how many
+        # unanswerable ones a threshold allowing 10% false abstentions would catch.
+        "confidence_auc": m.auc([s.confidence for it, s in rs if it.answerable],
+                                [s.confidence for it, s in rs if not it.answerable]),
+        "at_10pct_false_abstentions": m.abstained_at_false_rate(
+            [s.confidence for _, s in rs], [it.answerable for it, _ in rs], 0.10),
         "sweep_signal": SWEEP_SIGNAL.get(method, "confidence"),
         "sweep": [p.to_dict() for p in sweep],
         "best_threshold": best.to_dict() if best else None,

@@ -234,15 +234,23 @@ def threshold_sweep(
     if thresholds is None:
         distinct = sorted(set(float(c) for c in confidences))
         thresholds = [*distinct, (distinct[-1] + 1.0) if distinct else 1.0]
+    import numpy as np
+
+    conf = np.asarray(confidences, np.float64)
+    good = np.asarray([bool(o and a) for o, a in zip(correct, answerable, strict=True)], bool)
+    unans = ~np.asarray(answerable, bool)
+    order = np.argsort(conf, kind="stable")
+    c_sorted = conf[order]
+    # counts among the questions whose confidence is below each threshold
+    good_below = np.concatenate([[0], np.cumsum(good[order])])
+    unans_below = np.concatenate([[0], np.cumsum(unans[order])])
     points: list[SweepPoint] = []
+    total_good = int(good.sum())
     for t in thresholds:
-        answered = right = right_abstain = 0
-        for c, ok, able in zip(confidences, correct, answerable, strict=True):
-            if c >= t:
-                answered += 1
-                right += bool(ok and able)
-            elif not able:
-                right_abstain += 1
+        below = int(np.searchsorted(c_sorted, float(t), side="left"))
+        answered = n - below
+        right = total_good - int(good_below[below])
+        right_abstain = int(unans_below[below])
         points.append(
             SweepPoint(
                 threshold=float(t),
@@ -254,6 +262,49 @@ def threshold_sweep(
             )
         )
     return points
+
+
+def auc(scores_pos: Sequence[float], scores_neg: Sequence[float]) -> float | None:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    import numpy as np
+
+    if not len(scores_pos) or not len(scores_neg):
+        return None
+    allv = np.concatenate([np.asarray(scores_pos, np.float64), np.asarray(scores_neg, np.float64)])
+    order = np.argsort(allv, kind="stable")
+    ranks = np.empty(len(allv))
+    sv = allv[order]
+    # average ranks over ties
+    i = 0
+    while i < len(sv):
+        j = i
+        while j + 1 < len(sv) and sv[j + 1] == sv[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    n_pos = len(scores_pos)
+    return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * len(scores_neg)))
+
+
+def abstained_at_false_rate(
+    confidences: Sequence[float], answerable: Sequence[bool], max_false: float
+) -> dict[str, float | None]:
+    """Abstain below the highest threshold that keeps false abstentions (answerable questions
+    abstained) at or under ``max_false``: the share of unanswerable questions then abstained."""
+    import numpy as np
+
+    conf = np.asarray(confidences, np.float64)
+    able = np.asarray(answerable, bool)
+    if not able.any() or able.all():
+        return {"threshold": None, "unanswerable_abstained": None, "false_abstentions": None}
+    ans = np.sort(conf[able])
+    k = int(np.floor(max_false * len(ans)))
+    t = float(ans[k])  # abstain strictly below: at most k answerable ones are under it
+    return {
+        "threshold": t,
+        "unanswerable_abstained": float((conf[~able] < t).mean()),
+        "false_abstentions": float((conf[able] < t).mean()),
+    }
 
 
 def best_threshold(points: Sequence[SweepPoint]) -> SweepPoint | None:

@@ -73,6 +73,11 @@ def table_rows(summaries: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
         if key == "unanswerable_abstained" and not first["unanswerable"]:
             continue
         rows.append([label, *[fmt(s.get(key), kind) for s in summaries.values()]])
+    if first["answerable"] and first["unanswerable"]:
+        rows.append(["confidence AUC (answerable vs not)", *[fmt(s.get("confidence_auc"), "f3") for s in summaries.values()]])
+        rows.append(["unanswerable abstained at ≤10% false abst.",
+                     *[fmt((s.get("at_10pct_false_abstentions") or {}).get("unanswerable_abstained"), "pct")
+                       for s in summaries.values()]])
     rows.append(["best threshold → accuracy", *[_best(s) for s in summaries.values()]])
     return rows
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from eval import report as rp
-from eval.evaluate import METHODS, Record, ask_all, summarize
+from eval.evaluate import METHODS, READERS, Record, ask_all, summarize
 from eval.gold import DEMO_GOLD, GoldError, load_gold, validate_gold
 from eval.squad import (
     BUNDLED_SQUAD,
@@ -90,6 +90,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", default=None, metavar="NAME",
                    help="SQuAD: embedding model of its index (minilm or minilm-int8; default: the index default); "
                    "each encoder gets its own cached index, so runs side by side compare them")
+    p.add_argument("--reader", default="neural", metavar="NAME[,NAME]",
+                   help="the answer step citeqa reads candidates with: neural (the trained cross-encoder, default) or "
+                   "linear (the linear models); 'neural,linear' scores both side by side on the same index (the "
+                   "second as the method 'linear')")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
@@ -100,9 +104,17 @@ def _log(msg: str) -> None:
 
 def _check_args(args: argparse.Namespace) -> list[str]:
     methods = [x.strip() for x in str(args.methods).split(",") if x.strip()]
-    bad = [x for x in methods if x not in METHODS]
+    bad = [x for x in methods if x not in METHODS and x not in READERS]
     if bad or not methods:
         raise UsageError(f"unknown method(s) {', '.join(bad) or '(none)'}; choose from {', '.join(METHODS)}")
+    readers = [x.strip() for x in str(args.reader).split(",") if x.strip()]
+    bad = [x for x in readers if x not in READERS]
+    if bad or not readers or len(set(readers)) != len(readers):
+        raise UsageError(f"--reader takes {' or '.join(READERS)}, or both separated by a comma (got {args.reader!r})")
+    args.reader = readers[0]
+    for r in readers[1:]:
+        if r not in methods:
+            methods.insert(1 if "citeqa" in methods else 0, r)
     if not 1 <= args.k <= 50:
         raise UsageError("--k must be from 1 to 50")
     for name in ("sample", "articles", "paragraphs"):
@@ -143,12 +155,12 @@ def _has_index(index_dir: Path) -> bool:
     return current_generation(index_dir) is not None
 
 
-def _open_engine(index_dir: Path) -> Any:
+def _open_engine(index_dir: Path, reader: str) -> Any:
     from index.store import IndexError_
     from qa.engine import Engine
 
     try:
-        return Engine.open(index_dir)
+        return Engine.open(index_dir, reader=reader)
     except IndexError_ as e:
         raise EvalFailure(str(e)) from None
 
@@ -195,7 +207,7 @@ def run_gold(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any]
     except GoldError as e:
         raise UsageError(str(e)) from None
     index_dir = gold_index(args)
-    engine = _open_engine(index_dir)
+    engine = _open_engine(index_dir, args.reader)
     texts = _doc_texts(engine)
     warnings = validate_gold(items, texts)
     for w in warnings:
@@ -203,26 +215,6 @@ def run_gold(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any]
     records = ask_all(engine, items, texts, methods=methods, k=args.k, progress=not args.no_progress, desc="gold")
     about = {"gold": str(gold_path), "index": str(index_dir), "documents": len(texts), "questions": len(items)}
     return _section("gold", records, methods, about, warnings)
-
-
-def _fold_engines(engine: Any, article_of: dict[str, str]) -> tuple[Callable[[Any], Any] | None, str]:
-    """Per question, the engine answering with the cross-validation model that never saw the
-    question's article (the answer model was fitted on SQuAD dev; scoring SQuAD with the
-    production model would report its training fit)."""
-    from qa.model import ModelError, load_folds
-
-    try:
-        folds = load_folds()
-    except ModelError as e:
-        _log(f"warning: {e}; SQuAD is scored with the production model, which was fitted on it")
-        return None, "production model (fitted on SQuAD dev: in-sample, not a fair figure)"
-    by_fold = {f: engine.with_model(m) for f, m in enumerate(folds.models)}
-
-    def engine_for(item: Any) -> Any:
-        f = folds.article_fold.get(article_of.get(item.id, ""))
-        return engine if f is None else by_fold[f]
-
-    return engine_for, f"cross-validated: each question answered by the fold model that never saw its article ({len(folds.models)} folds)"
 
 
 def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any]:
@@ -243,14 +235,11 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
     n_docs = write_corpus(articles, base / "corpus")
     _build(base / "corpus", base / "index", not args.no_progress, encoder)
     build_s = time.perf_counter() - t0
-    engine = _open_engine(base / "index")
+    engine = _open_engine(base / "index", args.reader)
     texts = _doc_texts(engine)
     items = sample(gold_items(articles), args.sample, args.seed)
     _log(f"SQuAD: {len(items)} questions against {n_docs} paragraphs of {len(articles)} articles")
-    article_of = {it.id: it.doc_ids[0].split("/")[0] for it in gold_items(articles)}
-    engine_for, cv_note = _fold_engines(engine, article_of)
-    records = ask_all(engine, items, texts, methods=methods, k=args.k, progress=not args.no_progress, desc="squad",
-                      engine_for=engine_for)
+    records = ask_all(engine, items, texts, methods=methods, k=args.k, progress=not args.no_progress, desc="squad")
 
     held: list[str] = []
     n_held_q = 0
@@ -262,15 +251,14 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
         if not _has_index(hold_dir / "index"):
             copy_index(base / "index", hold_dir / "index")
         _build(hold_dir / "corpus", hold_dir / "index", not args.no_progress, encoder)
-        held_engine = _open_engine(hold_dir / "index")
-        held_for, _ = _fold_engines(held_engine, article_of)
+        held_engine = _open_engine(hold_dir / "index", args.reader)
         held_texts = _doc_texts(held_engine)
         pool = [it for it in gold_items([a for a in articles if a.title in held])]
         held_items = unanswerable_items(sample(pool, args.holdout_sample, args.seed))
         n_held_q = len(held_items)
         _log(f"abstention check: {n_held_q} questions about {', '.join(held)}, asked of an index without them")
         records += ask_all(held_engine, held_items, held_texts, methods=methods, k=args.k, where="article removed",
-                           progress=not args.no_progress, desc="article removed", engine_for=held_for)
+                           progress=not args.no_progress, desc="article removed")
     about = {
         "data": str(args.squad),
         "articles": len(articles),
@@ -280,7 +268,7 @@ def run_squad(args: argparse.Namespace, methods: Sequence[str]) -> dict[str, Any
         "index": str(base / "index"),
         "encoder": encoder,
         "index ready in": f"{build_s:.1f} s",
-        "answer model": cv_note,
+        "answer model": f"{args.reader} reader, shipped models (fitted on SQuAD train only; dev is never fitted on)",
     }
     return _section("squad", records, methods, about, [])
 

@@ -161,19 +161,22 @@ def gold_sentences(context: str, starts: Iterable[int]) -> tuple[str, ...]:
 
 
 def gold_items(articles: Iterable[SquadArticle]) -> list[GoldItem]:
-    """Every question as a gold record (gold document = its paragraph)."""
+    """Every question as a gold record (gold document = its paragraph). A question without
+    answers (SQuAD 2.0's ``is_impossible``: written against the paragraph, not answered by it) is
+    an unanswerable record: the right behaviour is to abstain."""
     items: list[GoldItem] = []
     for art in articles:
         for p in art.paragraphs:
             for q in p.questions:
+                able = bool(q.answers)
                 items.append(
                     GoldItem(
                         id=q.id,
                         question=q.question,
                         answers=q.answers,
-                        doc_ids=(p.doc_id,),
-                        evidence=gold_sentences(p.context, q.answer_starts),
-                        answerable=True,
+                        doc_ids=(p.doc_id,) if able else (),
+                        evidence=gold_sentences(p.context, q.answer_starts) if able else (),
+                        answerable=able,
                     )
                 )
     return items

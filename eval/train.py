@@ -1,6 +1,6 @@
-"""Fit the answer step's weights on SQuAD v1.1 dev, with article-level cross-validation.
+"""Fit the linear answer step's weights on SQuAD v1.1 train articles, with article-level cross-validation.
 
-    python -m eval.train                      # bundled SQuAD dev → qa/models/answer-model.json
+    python -m eval.train                      # the 24 'linear' train articles → qa/models/answer-model.json
     python -m eval.train --sample 2000        # a quicker fit on a seeded sample of questions
 
 What it does, in order (every feature comes from the engine's own code, ``qa.features``):
@@ -8,7 +8,7 @@ What it does, in order (every feature comes from the engine's own code, ``qa.fea
 1. builds (or reuses) the SQuAD closed-corpus index, the same one ``qa eval --squad`` uses;
 2. for every question gathers its candidate sentences and their features; the gold sentence is
    the one that holds the gold answer;
-3. splits the 48 articles into ``--folds`` folds (seeded). Each model below is fitted K+1
+3. splits the articles into ``--folds`` folds (seeded). Each model below is fitted K+1
    times: once per fold on the other folds' articles (its *out-of-fold* predictions are the
    ones reported) and once on everything (the production model);
 4. ``sentence``: a linear softmax ranker over each question's candidates;
@@ -21,8 +21,8 @@ What it does, in order (every feature comes from the engine's own code, ``qa.fea
    out-of-fold probabilities (nested cross-validation) and the abstention threshold: the highest
    that keeps false abstentions on answerable questions at or under ``--max-false-abstention``;
 8. prints the cross-validated figures and writes ``qa/models/answer-model.json`` (the
-   production model) and ``answer-model-folds.json.gz`` (the fold models, used by
-   ``qa eval --squad`` so that no question is scored by a model that saw its article).
+   production model). SQuAD dev is never read here: ``qa eval --squad`` scores all of dev with
+   the shipped model.
 
 Fitting uses scikit-learn and SciPy; answering uses only NumPy and the JSON file.
 """
@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from eval.metrics import expected_calibration_error, f1_score, normalize_answer, sentence_matches
-from eval.squad import BUNDLED_SQUAD, gold_items, load_squad, select_articles, write_corpus
+from eval.squad import gold_items, load_squad, select_articles, write_corpus
+from eval.squad_train import write_part
 
 CORRECT_F1 = 0.5
 DEFAULT_CACHE = Path(__file__).resolve().parent / "cache"
@@ -190,7 +191,8 @@ class Question_:
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m eval.train", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--squad", type=Path, default=BUNDLED_SQUAD, help="SQuAD v1.1 JSON or .json.gz (default: bundled)")
+    ap.add_argument("--squad", type=Path, default=None,
+                    help="SQuAD v1.1 JSON or .json.gz (default: the 'linear' articles of SQuAD train, eval/squad_train.py)")
     ap.add_argument("--index", type=Path, default=None, help="SQuAD index to use (default: the eval cache's)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--encoder", default=None, help="encoder for a new index (default: citeqa's default)")
@@ -211,10 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="with --reuse: recompute these parts (after changing their features)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from qa.model import FOLDS_FILE, MODEL_FILE
+    from qa.model import MODEL_FILE
 
     out_model = (args.out / MODEL_FILE.name) if args.out else MODEL_FILE
-    out_folds = (args.out / FOLDS_FILE.name) if args.out else FOLDS_FILE
+    if args.squad is None:
+        args.squad = args.cache / "squad-train-linear.json.gz"
+        if not args.squad.exists():
+            write_part(["linear"], args.squad)
     t0 = time.perf_counter()
     report = train(args)
     report["seconds"] = round(time.perf_counter() - t0, 1)
@@ -222,9 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from qa.model import save_json
 
         save_json(report.pop("_model"), out_model)
-        save_json(report.pop("_folds"), out_folds)
-        _log(f"wrote {out_model} ({out_model.stat().st_size // 1024} KB) and {out_folds} "
-             f"({out_folds.stat().st_size // 1024} KB)")
+        _log(f"wrote {out_model} ({out_model.stat().st_size // 1024} KB)")
     return 0
 
 
@@ -536,7 +539,6 @@ def train(args) -> dict[str, Any]:
     full = bundle(None)
     report: dict[str, Any] = {"cv": cv}
     report["_model"] = full.to_json()
-    report["_folds"] = {"article_fold": folds, "models": [bundle(f).to_json() for f in range(K)]}
     print("cross-validated (article folds):")
     for k_, v in cv.items():
         print(f"  {k_:34} {v}")

@@ -75,6 +75,8 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
                     '(in --jsonl, a line may carry {"previous": {"question": …, "doc_id": …, "answer": …}})')
     fmt.add_argument("--jsonl", action="store_true",
                      help='read {"id","question"} lines from stdin, write one answer object per line, same order')
+    pa.add_argument("--reader", choices=["neural", "linear"], default="neural",
+                    help="the answer step: neural (the trained cross-encoder, default) or linear (the linear models)")
 
     ps = sub.add_parser("show", help="print a stored document's text",
                         description="Print the text of DOC_ID exactly as stored (citation offsets point into it).")
@@ -123,12 +125,16 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 # --- ask ------------------------------------------------------------------------------------
-def _open_engine(index_dir: Path):
+def _open_engine(index_dir: Path, reader: str = "neural"):
     from index.store import IndexError_, NoIndexError
     from qa.engine import Engine
+    from qa.reader import ReaderUnavailableError
 
     try:
-        return Engine.open(index_dir), 0
+        return Engine.open(index_dir, reader=reader), 0
+    except ReaderUnavailableError as e:
+        _err(str(e))
+        return None, 1
     except NoIndexError as e:
         _err(str(e))
         return None, 2
@@ -205,7 +211,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     elif args.question is None or not args.question.strip():
         _err('the question is empty — usage: qa ask --index DIR "QUESTION"')
         return 2
-    engine, code = _open_engine(args.index)
+    engine, code = _open_engine(args.index, args.reader)
     if engine is None:
         return code
     if not args.jsonl:

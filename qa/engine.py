@@ -25,26 +25,16 @@ from index.terms import STOPWORDS, content_terms
 from index.tokens import TOKEN_DIM, project
 from qa.analyze import analyze
 from qa.answer import AnswerStep
+from qa.cite import Citer
 from qa.features import QuestionVectors
 from qa.followup import Previous, resolve
 from qa.model import AnswerModel, load_model
+from qa.reading import DEFAULT_READER, Reader, make_reader
 from qa.retrieve import Retriever, _top
-from qa.types import Answer, Citation
+from qa.types import Answer
 
 MAX_QUESTION_CHARS = 1000
 _PIECE = re.compile(r"[A-Za-z0-9]")
-
-
-_SEVERAL = re.compile(r"\b(?:two|both|each|three)\b", re.I)
-
-
-def wants_several(question: str) -> bool:
-    """Does the question ask for more than one thing ("which two …", "both", "each side")?"""
-    return bool(_SEVERAL.search(question))
-
-
-def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
 def _content_piece(piece: str) -> bool:
@@ -53,7 +43,7 @@ def _content_piece(piece: str) -> bool:
     return bool(_PIECE.search(word)) and (piece.startswith("##") or word.lower() not in STOPWORDS)
 
 MAX_K = 50
-METHODS = ("citeqa", "bm25", "dense")
+METHODS = ("citeqa", "neural", "linear", "bm25", "dense")  # "citeqa": the engine's reader
 
 
 class QuestionError(ValueError):
@@ -93,7 +83,9 @@ def _small_matrix_blas() -> None:
 
 
 class Engine:
-    def __init__(self, index: LoadedIndex, encoder: Encoder, model: AnswerModel | None = None) -> None:
+    def __init__(
+        self, index: LoadedIndex, encoder: Encoder, model: AnswerModel | None = None, reader: str = DEFAULT_READER
+    ) -> None:
         _small_matrix_blas()
         if encoder.name != index.encoder_name:
             raise ValueError(f"index was built with encoder {index.encoder_name!r}, not {encoder.name!r}")
@@ -101,18 +93,20 @@ class Engine:
         self.encoder = encoder
         self.retriever = Retriever(index)
         self.answerer = AnswerStep(index, self.retriever, model or load_model(), index.token_store())
+        self.reader: Reader = make_reader(reader, self.answerer)
+        self.citer = Citer(index, self.answerer)
         self.loaded_at = time.time()
 
-    def with_model(self, model: AnswerModel) -> Engine:
-        """The same loaded index and encoder answering with other weights (cross-validated evaluation)."""
+    def with_reader(self, reader: str) -> Engine:
+        """The same loaded index and encoder read by another reader ("neural" or "linear")."""
         other = object.__new__(Engine)
         other.__dict__.update(self.__dict__)
-        other.answerer = AnswerStep(self.index, self.retriever, model, self.answerer.tokens)
-        other.answerer.facts = self.answerer.facts  # the per-sentence caches are model-independent
+        other.reader = self.reader_named(reader)
+        other._readers = {}
         return other
 
     @classmethod
-    def open(cls, index_dir: Path | str) -> Engine:
+    def open(cls, index_dir: Path | str, reader: str = DEFAULT_READER) -> Engine:
         """Load the index at ``index_dir`` and the encoder that built it."""
         index = LoadedIndex.open(Path(index_dir))
         if index.encoder_name not in ENCODERS:
@@ -120,7 +114,7 @@ class Engine:
                 f"index at {index_dir} was built with encoder {index.encoder_name!r}, which this citeqa does not "
                 f"have ({', '.join(ENCODERS)}) — rebuild it: qa index CORPUS --index {index_dir} --rebuild"
             )
-        return cls(index, load_encoder(index.encoder_name))
+        return cls(index, load_encoder(index.encoder_name), reader=reader)
 
     def encode_question(self, question: str) -> np.ndarray:
         return self.encoder.encode([question])[0]
@@ -128,24 +122,6 @@ class Engine:
     def question_vectors(self, question: str) -> QuestionVectors:
         """The question's pooled vector and its content word pieces' token vectors (one encoder pass)."""
         return encode_questions(self.encoder, [question])[0]
-
-    # --- citations ------------------------------------------------------------------------
-    def _citation(self, sid: int, score: float, span: tuple[int, int] | None = None) -> Citation:
-        doc = self.index.docs[self.index.sent_doc[sid]]
-        start, end = int(self.index.sent_start[sid]), int(self.index.sent_end[sid])
-        return Citation(
-            doc_id=doc.doc_id,
-            title=doc.title,
-            sentence=doc.text[start:end],
-            start=start,
-            end=end,
-            score=round(float(score), 4),
-            answer_start=span[0] if span else None,
-            answer_end=span[1] if span else None,
-            date=doc.date_iso,
-            passage_id=int(self.index.sent_passage[sid]),
-            page=self.index.sent_page[sid],
-        )
 
     # --- asking ---------------------------------------------------------------------------
     def ask(
@@ -163,11 +139,24 @@ class Engine:
         elif method == "dense":
             ans = self._baseline_dense(question, k, id)
         else:
-            ans = self._ask(question, k, id, previous)
+            reader = self.reader if method == "citeqa" else self.reader_named(method)
+            ans = self._ask(question, k, id, previous, reader)
         ans.extra["latency_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return ans
 
-    def _ask(self, question: str, k: int, id: str | None, previous: Previous | None = None) -> Answer:
+    def reader_named(self, name: str) -> Reader:
+        """The reader ``name`` over this engine's index (made once, kept)."""
+        if self.reader.name == name:
+            return self.reader
+        others = self.__dict__.setdefault("_readers", {})
+        if name not in others:
+            others[name] = make_reader(name, self.answerer)
+        return others[name]
+
+    def _ask(
+        self, question: str, k: int, id: str | None, previous: Previous | None = None, reader: Reader | None = None
+    ) -> Answer:
+        reader = reader or self.reader
         q = analyze(question)
         if self.index.n_sentences() == 0:
             return Answer(question, None, True, 0.0, (), id=id, expected_type=q.expected)
@@ -185,94 +174,14 @@ class Engine:
             avoid = previous.answer if previous else None
             extra["resolved_question"] = resolved.search_text
         qv = self.question_vectors(resolved.search_text)
-        decision = step.decide(q, qv, step.gather(q, qv, also=also), avoid=avoid)
+        decision = reader.read(q, qv, step.gather(q, qv, also=also), avoid=avoid)
         if not decision.ranked:
             return Answer(question, None, True, 0.0, (), id=id, expected_type=q.expected)
-        best_sid, best_score = decision.ranked[0]
-        extra["support"] = round(decision.support, 4)
-        answer_text: str | None = None
-        source = None
-        doc_span: tuple[str, int, int] | None = None
-        span: tuple[int, int] | None = None
-        if not decision.abstain:
-            doc = step.document_date_fallback(q, best_sid, decision.span)
-            s0 = int(self.index.sent_start[best_sid])
-            if doc is not None:
-                answer_text = doc.text[doc.date_start : doc.date_end]
-                source = "document_date"
-                doc_span = (doc.doc_id, int(doc.date_start), int(doc.date_end))
-                extra["answer_note"] = "the cited sentence gives no date; this is the date the document was written"
-            elif decision.span is not None:
-                sp = decision.span
-                answer_text = self.index.sent_text[best_sid][sp.start : sp.end]
-                source = "sentence"
-                span = (sp.start, sp.end)
-                doc_span = (self.index.sent_doc[best_sid], s0 + sp.start, s0 + sp.end)
-            else:
-                text = self.index.sent_text[best_sid]
-                answer_text, source, span = text, "sentence", (0, len(text))
-                doc_span = (self.index.sent_doc[best_sid], s0, s0 + len(text))
-        citations = [self._citation(best_sid, best_score, span)]
-        second = self._second_part(q, decision) if source == "sentence" and span is not None else None
-        if second is not None:
-            # A question that asks for two things ("which two …", "who led each side"): the second
-            # phrase, from its own sentence (cited next) or from the same one.
-            sid2, sp2 = second
-            if sid2 == best_sid:
-                parts = [(0, span), (0, (sp2.start, sp2.end))]
-            else:
-                citations.append(self._citation(sid2, dict(decision.ranked).get(sid2, 0.0), (sp2.start, sp2.end)))
-                parts = [(0, span), (1, (sp2.start, sp2.end))]
-            extra["answers"] = [
-                {"text": citations[c].sentence[a:b], "citation": c, "answer_start": a, "answer_end": b} for c, (a, b) in parts
-            ]
-        cited = {(c.doc_id, c.start) for c in citations}
-        for sid, score in decision.ranked[1:]:
-            if len(citations) >= k:
-                break
-            c = self._citation(sid, score)
-            if (c.doc_id, c.start) not in cited:
-                cited.add((c.doc_id, c.start))
-                citations.append(c)
-        return Answer(
-            question=question,
-            answer=answer_text,
-            abstained=decision.abstain,
-            confidence=decision.confidence,
-            citations=tuple(citations),
-            id=id,
-            answer_source=source,
-            answer_doc_id=doc_span[0] if doc_span else None,
-            answer_doc_start=doc_span[1] if doc_span else None,
-            answer_doc_end=doc_span[2] if doc_span else None,
-            expected_type=q.expected,
-            extra=extra,
-        )
-
-    def _second_part(self, q, decision) -> tuple[int, object] | None:
-        """The second phrase of a question asking for two (or each/both), or None."""
-        if not wants_several(q.text) or decision.span is None:
-            return None
-        first_sid = decision.ranked[0][0]
-        first = decision.span
-        text = self.index.sent_text
-        first_text = _norm(text[first_sid][first.start : first.end])
-        kind = first.kind.split(":")[1] if first.kind.startswith("ent:") else None
-        for sid, sp, weight in decision.alternatives:
-            if sid == first_sid and not (sp.end <= first.start or sp.start >= first.end):
-                continue  # overlaps the first phrase
-            t = _norm(text[sid][sp.start : sp.end])
-            if not t or t == first_text or t in first_text or first_text in t:
-                continue
-            if kind is not None and sp.kind != f"ent:{kind}":
-                continue  # "which two prime ministers": both parts are the same kind of thing
-            if weight < 0.02:
-                return None
-            return sid, sp
-        return None
+        extra["reader"] = reader.name
+        return self.citer.answer(question, q, decision, k, id, extra)
 
     def _baseline(self, question: str, sids: list[int], scores: list[float], id: str | None) -> Answer:
-        cits = tuple(self._citation(s, sc) for s, sc in zip(sids, scores, strict=True))
+        cits = tuple(self.citer.citation(s, sc) for s, sc in zip(sids, scores, strict=True))
         top = cits[0].sentence if cits else None
         return Answer(question, top, top is None, 1.0 if top else 0.0, cits, id=id, answer_source="sentence")
 

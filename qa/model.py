@@ -12,9 +12,8 @@
   ``threshold`` on it. Whether *an* answer exists and whether *this* phrase is right are
   different questions: a right document with a clumsy phrase is still worth showing.
 
-It is built by ``python -m eval.train`` from the bundled SQuAD v1.1 dev set with article-level
-cross-validation; ``answer-model-folds.json.gz`` holds the five cross-validation models so that
-``qa eval --squad`` scores every question with a model that never saw its article.
+It is built by ``python -m eval.train`` from 24 articles of SQuAD v1.1 train (``eval/squad_train.py``)
+with article-level cross-validation for its out-of-fold steps; SQuAD dev is for measuring only.
 
 Each linear model scores ``((x - mean) / scale) · w + Σ w_cat[f]`` over the numeric features x
 and the categorical features f that are present.
@@ -35,7 +34,6 @@ import numpy as np
 
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 MODEL_FILE = MODEL_DIR / "answer-model.json"
-FOLDS_FILE = MODEL_DIR / "answer-model-folds.json.gz"
 MODEL_VERSION = 2
 
 
@@ -179,24 +177,6 @@ def _read(path: Path) -> Any:
 def load_model(path: Path = MODEL_FILE) -> AnswerModel:
     """The production answer model (cached per process)."""
     return AnswerModel.from_json(_read(path))
-
-
-@dataclass(frozen=True)
-class FoldModels:
-    """The cross-validation models: ``models[f]`` never saw the articles assigned to fold f."""
-
-    article_fold: Mapping[str, int]
-    models: tuple[AnswerModel, ...]
-
-    def for_article(self, article: str) -> AnswerModel | None:
-        f = self.article_fold.get(article)
-        return None if f is None else self.models[f]
-
-
-@lru_cache(maxsize=2)
-def load_folds(path: Path = FOLDS_FILE) -> FoldModels:
-    obj = _read(path)
-    return FoldModels(dict(obj["article_fold"]), tuple(AnswerModel.from_json(m) for m in obj["models"]))
 
 
 def save_json(obj: Any, path: Path) -> None:

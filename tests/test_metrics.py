@@ -178,3 +178,21 @@ def test_percentiles_and_latency() -> None:
     lat = m.latency_summary([0.1, 0.2, 0.3])
     assert lat["p50_ms"] == pytest.approx(200.0)
     assert lat["max_ms"] == pytest.approx(300.0)
+
+
+def test_auc_hand_computed_with_ties() -> None:
+    assert m.auc([0.9, 0.8], [0.1, 0.2]) == 1.0
+    assert m.auc([0.1], [0.9]) == 0.0
+    # one tie between 0.5 and 0.5 counts half: pairs (0.5>0.2)=1, (0.5=0.5)=0.5, (0.9>…)=2 → 3.5/4
+    assert m.auc([0.5, 0.9], [0.2, 0.5]) == pytest.approx(0.875)
+    assert m.auc([], [0.3]) is None
+
+
+def test_abstained_at_a_false_abstention_rate() -> None:
+    conf = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 0.05, 0.15, 0.95]
+    able = [True] * 10 + [False] * 3
+    r = m.abstained_at_false_rate(conf, able, 0.10)
+    # 10% of 10 answerable: one may abstain → threshold 0.2; 0.05 and 0.15 are caught, 0.95 is not
+    assert r["threshold"] == 0.2 and r["false_abstentions"] == pytest.approx(0.1)
+    assert r["unanswerable_abstained"] == pytest.approx(2 / 3)
+    assert m.abstained_at_false_rate([0.5], [True], 0.1)["threshold"] is None

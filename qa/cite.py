@@ -1,0 +1,141 @@
+"""Citation assembly: a reader's decision in, the answer contract out (``qa.types.Answer``).
+
+The answer is always a quote: the phrase the reader chose inside the top sentence, or for a
+"when" question whose sentence holds no date the cited document's own date (said so), or the
+whole sentence when no phrase was chosen. A question asking for two things ("who led each
+side") gets its second phrase from the decision's alternatives, each part cited. The other
+citations follow in the reader's order, one per sentence.
+"""
+
+from __future__ import annotations
+
+import re
+
+from index.loaded import LoadedIndex
+from qa.analyze import Question
+from qa.answer import AnswerStep, Decision
+from qa.types import Answer, Citation
+
+_SEVERAL = re.compile(r"\b(?:two|both|each|three)\b", re.I)
+
+
+def wants_several(question: str) -> bool:
+    """Does the question ask for more than one thing ("which two …", "both", "each side")?"""
+    return bool(_SEVERAL.search(question))
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+class Citer:
+    """Turns decisions into cited answers over one loaded index."""
+
+    def __init__(self, index: LoadedIndex, step: AnswerStep) -> None:
+        self.index = index
+        self.step = step
+
+    def citation(self, sid: int, score: float, span: tuple[int, int] | None = None) -> Citation:
+        doc = self.index.docs[self.index.sent_doc[sid]]
+        start, end = int(self.index.sent_start[sid]), int(self.index.sent_end[sid])
+        return Citation(
+            doc_id=doc.doc_id,
+            title=doc.title,
+            sentence=doc.text[start:end],
+            start=start,
+            end=end,
+            score=round(float(score), 4),
+            answer_start=span[0] if span else None,
+            answer_end=span[1] if span else None,
+            date=doc.date_iso,
+            passage_id=int(self.index.sent_passage[sid]),
+            page=self.index.sent_page[sid],
+        )
+
+    def answer(
+        self, question: str, q: Question, decision: Decision, k: int, id: str | None, extra: dict[str, object]
+    ) -> Answer:
+        """The cited answer to ``question`` from ``decision`` (whose ``ranked`` is not empty)."""
+        best_sid, best_score = decision.ranked[0]
+        extra["support"] = round(decision.support, 4)
+        answer_text: str | None = None
+        source = None
+        doc_span: tuple[str, int, int] | None = None
+        span: tuple[int, int] | None = None
+        if not decision.abstain:
+            doc = self.step.document_date_fallback(q, best_sid, decision.span)
+            s0 = int(self.index.sent_start[best_sid])
+            if doc is not None:
+                answer_text = doc.text[doc.date_start : doc.date_end]
+                source = "document_date"
+                doc_span = (doc.doc_id, int(doc.date_start), int(doc.date_end))
+                extra["answer_note"] = "the cited sentence gives no date; this is the date the document was written"
+            elif decision.span is not None:
+                sp = decision.span
+                answer_text = self.index.sent_text[best_sid][sp.start : sp.end]
+                source = "sentence"
+                span = (sp.start, sp.end)
+                doc_span = (self.index.sent_doc[best_sid], s0 + sp.start, s0 + sp.end)
+            else:
+                text = self.index.sent_text[best_sid]
+                answer_text, source, span = text, "sentence", (0, len(text))
+                doc_span = (self.index.sent_doc[best_sid], s0, s0 + len(text))
+        citations = [self.citation(best_sid, best_score, span)]
+        second = self._second_part(q, decision) if source == "sentence" and span is not None else None
+        if second is not None:
+            # A question that asks for two things ("which two …", "who led each side"): the second
+            # phrase, from its own sentence (cited next) or from the same one.
+            sid2, sp2 = second
+            if sid2 == best_sid:
+                parts = [(0, span), (0, (sp2.start, sp2.end))]
+            else:
+                citations.append(self.citation(sid2, dict(decision.ranked).get(sid2, 0.0), (sp2.start, sp2.end)))
+                parts = [(0, span), (1, (sp2.start, sp2.end))]
+            extra["answers"] = [
+                {"text": citations[c].sentence[a:b], "citation": c, "answer_start": a, "answer_end": b} for c, (a, b) in parts
+            ]
+        cited = {(c.doc_id, c.start) for c in citations}
+        for sid, score in decision.ranked[1:]:
+            if len(citations) >= k:
+                break
+            c = self.citation(sid, score)
+            if (c.doc_id, c.start) not in cited:
+                cited.add((c.doc_id, c.start))
+                citations.append(c)
+        return Answer(
+            question=question,
+            answer=answer_text,
+            abstained=decision.abstain,
+            confidence=decision.confidence,
+            citations=tuple(citations),
+            id=id,
+            answer_source=source,
+            answer_doc_id=doc_span[0] if doc_span else None,
+            answer_doc_start=doc_span[1] if doc_span else None,
+            answer_doc_end=doc_span[2] if doc_span else None,
+            expected_type=q.expected,
+            extra=extra,
+        )
+
+    def _second_part(self, q, decision) -> tuple[int, object] | None:
+        """The second phrase of a question asking for two (or each/both), or None."""
+        if not wants_several(q.text) or decision.span is None:
+            return None
+        first_sid = decision.ranked[0][0]
+        first = decision.span
+        text = self.index.sent_text
+        first_text = _norm(text[first_sid][first.start : first.end])
+        kind = first.kind.split(":")[1] if first.kind.startswith("ent:") else None
+        for sid, sp, weight in decision.alternatives:
+            if sid == first_sid and not (sp.end <= first.start or sp.start >= first.end):
+                continue  # overlaps the first phrase
+            t = _norm(text[sid][sp.start : sp.end])
+            if not t or t == first_text or t in first_text or first_text in t:
+                continue
+            if kind is not None and sp.kind != f"ent:{kind}":
+                continue  # "which two prime ministers": both parts are the same kind of thing
+            if weight < 0.02:
+                return None
+            return sid, sp
+        return None
+

@@ -1,0 +1,92 @@
+"""The neural reader at question time: int8 ONNX on onnxruntime, no torch.
+
+It reads the question with each candidate sentence (``qa/reader_inputs.py``), all candidates of
+a question in one batch, and returns for each a logit that the sentence answers the question and
+the best answer phrase inside it. The model is trained by ``python -m eval.train_reader``.
+
+Example::
+
+    >>> from qa.reader import NeuralReader
+    >>> r = NeuralReader()                                             # doctest: +SKIP
+    >>> r.read("who wrote it?", [("Book", "It was written by Ann Lee.")])[0].phrase  # doctest: +SKIP
+    'Ann Lee'
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.reader_inputs import Pieces, batch_arrays, build, piece_span_to_chars, pieces, top_spans
+
+MODEL_FILE = Path(__file__).resolve().parent / "models" / "reader-int8.onnx"
+
+
+class ReaderUnavailableError(RuntimeError):
+    """The reader's model file is missing; the message says how to make it."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the reader made of one candidate sentence."""
+
+    logit: float  # answerability logit (uncalibrated)
+    start: int  # answer phrase, characters in the sentence
+    end: int
+    span_score: float  # start + end logit of that phrase
+    phrase: str
+    # the runner-up phrases (characters in the sentence, score), best first, not overlapping it
+    others: tuple[tuple[int, int, float], ...] = ()
+
+
+class NeuralReader:
+    """Reads (question, candidate sentence) pairs with the trained cross-encoder."""
+
+    def __init__(self, path: Path | str = MODEL_FILE, threads: int = 1) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise ReaderUnavailableError(f"no reader model at {path} — train it: python -m eval.train_reader")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.path = path
+        self._pieces: dict[str, Pieces] = {}
+
+    def _cached_pieces(self, texts: list[str]) -> list[Pieces]:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._pieces]
+        if missing:
+            if len(self._pieces) > 200_000:
+                self._pieces.clear()
+            for t, p in zip(missing, pieces(missing), strict=True):
+                self._pieces[t] = p
+        return [self._pieces[t] for t in texts]
+
+    def read(self, question: str, candidates: list[tuple[str, str]], phrases: int = 1) -> list[Reading]:
+        """``candidates``: (title, sentence) pairs; one ``Reading`` each, in the same order, with
+        up to ``phrases - 1`` runner-up phrases."""
+        if not candidates:
+            return []
+        q = pieces([question])[0]
+        titles = self._cached_pieces([t for t, _ in candidates])
+        sents = self._cached_pieces([s for _, s in candidates])
+        inputs = [build(q, t, s) for t, s in zip(titles, sents, strict=True)]
+        ids, mask, types = batch_arrays(inputs)
+        ans, start, end = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        out = []
+        for k, inp in enumerate(inputs):
+            sentence = candidates[k][1]
+            spans = top_spans(start[k], end[k], inp, phrases)
+            chars = [(*piece_span_to_chars(inp, i, j, sentence), sc) if inp.sent_offsets else (0, 0, sc)
+                     for i, j, sc in spans]
+            a, b, score = chars[0]
+            out.append(Reading(float(ans[k]), a, b, score, sentence[a:b], tuple(chars[1:])))
+        return out
+
+
+@functools.cache
+def default_reader() -> NeuralReader:
+    return NeuralReader()

@@ -1,0 +1,224 @@
+"""Reading: candidates in, a decision out (ranked sentences, the answer phrase, a calibrated
+probability, abstain or not). Two implementations of one ``Reader`` protocol:
+
+- ``LinearReader``: the linear models over hand-made features (``qa/answer.py``, fitted by
+  ``python -m eval.train``);
+- ``NeuralReader``: the trained cross-encoder (``qa/reader.py``, trained by
+  ``python -m eval.train_reader``) reads the top ``depth`` sentences of the linear sentence
+  ranking in one batch; the sentence it finds most likely to answer (its answerability logit,
+  plus ``prior_weight`` × the log-probability the first ranking gave it) is cited first, its
+  phrase is the answer, and a logistic model over what it read, calibrated (isotonic) on SQuAD
+  train articles no model trained on, is the confidence. citeqa abstains under the threshold
+  chosen there to keep false abstentions at 5% (``python -m eval.calibrate_reader``).
+
+Gathering candidates (``AnswerStep.gather``) comes before, citation assembly (``qa/cite.py``) after.
+
+Example::
+
+    >>> engine = Engine.open(".citeqa", reader="neural")                    # doctest: +SKIP
+    >>> engine.ask("when were direct AZAL flights announced").confidence   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from qa.analyze import Question
+from qa.answer import AnswerStep, Candidates, Decision
+from qa.features import QuestionVectors, SpanCandidate
+from qa.model import Calibration
+from qa.reader import MODEL_FILE, ReaderUnavailableError, Reading
+from qa.reader import NeuralReader as OnnxReader
+
+DEFAULT_READER = "neural"
+CALIBRATION_FILE = Path(__file__).resolve().parent / "models" / "reader-calibration.json"
+READERS = ("neural", "linear")
+CONFIDENCE_FEATURES = ("top_logit", "top_combined", "margin", "span_score", "log_prior", "second_logit", "read")
+
+
+class Reader(Protocol):
+    """Reads one question's candidates and decides."""
+
+    name: str
+
+    def read(self, q: Question, qv: QuestionVectors, cand: Candidates, *, avoid: str | None = None) -> Decision: ...
+
+
+class LinearReader:
+    """Today's linear answer step as a ``Reader``."""
+
+    name = "linear"
+
+    def __init__(self, step: AnswerStep) -> None:
+        self.step = step
+
+    def read(self, q: Question, qv: QuestionVectors, cand: Candidates, *, avoid: str | None = None) -> Decision:
+        return self.step.decide(q, qv, cand, avoid=avoid)
+
+
+@dataclass(frozen=True)
+class ReaderCalibration:
+    """What ``python -m eval.calibrate_reader`` fitted on held-out SQuAD train articles."""
+
+    depth: int  # sentences of the first ranking read per question
+    prior_weight: float
+    coef: np.ndarray  # logistic model over CONFIDENCE_FEATURES
+    intercept: float
+    calibration: Calibration
+    threshold: float  # abstain when the calibrated confidence is below it
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def confidence(self, feats: np.ndarray) -> float:
+        raw = float(feats @ self.coef + self.intercept)
+        return self.calibration(1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, raw)))))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth, "prior_weight": self.prior_weight, "features": list(CONFIDENCE_FEATURES),
+            "coef": [float(c) for c in self.coef], "intercept": self.intercept,
+            "calibration": self.calibration.to_json(), "threshold": self.threshold, "info": self.info,
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> ReaderCalibration:
+        if list(obj["features"]) != list(CONFIDENCE_FEATURES):
+            raise ValueError("reader calibration was fitted on other features — rerun: python -m eval.calibrate_reader")
+        return cls(int(obj["depth"]), float(obj["prior_weight"]), np.asarray(obj["coef"], np.float64),
+                   float(obj["intercept"]), Calibration.from_json(obj["calibration"]), float(obj["threshold"]),
+                   dict(obj.get("info", {})))  # fmt: skip
+
+
+UNCALIBRATED = ReaderCalibration(4, 0.5, np.array([1.0, 0, 0, 0, 0, 0, 0]), 0.0, Calibration(np.zeros(0), np.zeros(0)), 0.5)
+
+
+@functools.cache
+def load_calibration(path: Path = CALIBRATION_FILE) -> ReaderCalibration:
+    try:
+        return ReaderCalibration.from_json(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ReaderUnavailableError(f"no reader calibration at {path} — make it: python -m eval.calibrate_reader") from None
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+@dataclass(frozen=True)
+class ReadCandidates:
+    """What the neural reader read for one question (kept for calibration and evaluation)."""
+
+    sids: np.ndarray  # the sentences read, in first-ranking order
+    log_prior: np.ndarray  # their log-probabilities under the first ranking
+    readings: tuple[Reading, ...]
+    rest: np.ndarray  # the other candidates, in first-ranking order
+
+
+class NeuralReader:
+    """The trained cross-encoder as a ``Reader``."""
+
+    name = "neural"
+
+    def __init__(self, step: AnswerStep, onnx: OnnxReader | None = None, calibration: ReaderCalibration | None = None,
+                 depth: int | None = None) -> None:  # fmt: skip
+        self.step = step
+        self.onnx = onnx or _shared_onnx()
+        self.calibration = calibration or load_calibration()
+        self.depth = depth or self.calibration.depth
+
+    def first_ranking(self, cand: Candidates) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates in the linear sentence model's order, and their log-probabilities."""
+        model = self.step.model
+        assert model is not None
+        s1 = model.sentence.score(cand.numeric, cand.cats)
+        order = np.argsort(-s1, kind="stable")
+        logp = s1 - s1.max() - math.log(float(np.exp(s1 - s1.max()).sum()))
+        return order, logp
+
+    def read_candidates(self, q: Question, cand: Candidates, depth: int | None = None) -> ReadCandidates:
+        order, logp = self.first_ranking(cand)
+        top = order[: depth or self.depth]
+        idx = self.step.index
+        sids = cand.sids[top]
+        pairs = [(idx.docs[idx.sent_doc[int(s)]].title, idx.sent_text[int(s)]) for s in sids]
+        readings = tuple(self.onnx.read(q.text, pairs, phrases=4))
+        return ReadCandidates(sids, logp[top], readings, cand.sids[order[len(top) :]])
+
+    def decide(self, read: ReadCandidates, avoid: str | None = None, calibration: ReaderCalibration | None = None,
+               depth: int | None = None) -> Decision:  # fmt: skip
+        """The decision from what was read; ``depth`` < what was read uses only the first ones."""
+        cal = calibration or self.calibration
+        n = min(len(read.sids), depth or len(read.sids))
+        if n == 0:
+            return Decision([], None, 0.0, True, np.zeros(len(CONFIDENCE_FEATURES)))
+        readings = read.readings[:n]
+        logits = np.array([r.logit for r in readings])
+        combined = logits + cal.prior_weight * read.log_prior[:n]
+        order = np.argsort(-combined, kind="stable")
+        best = int(order[0])
+        r = readings[best]
+        start, end, span_score = r.start, r.end, r.span_score
+        if avoid and _norm(r.phrase) == _norm(avoid):
+            text = self.step.index.sent_text[int(read.sids[best])]
+            for a, b, sc in r.others:
+                if _norm(text[a:b]) != _norm(avoid):
+                    start, end, span_score = a, b, sc
+                    break
+        span = SpanCandidate(start, end, 0, 0, "neural") if end > start else None
+        p = _softmax(combined)
+        ranked = [(int(read.sids[i]), float(p[i])) for i in order]
+        ranked += [(int(s), 0.0) for s in read.sids[n:]] + [(int(s), 0.0) for s in read.rest]
+        feats = self.features(logits, combined, order, span_score, read.log_prior[:n], n)
+        conf = cal.confidence(feats)
+        alternatives = []
+        best_text = self.step.index.sent_text[int(read.sids[best])]
+        for rank, i in enumerate(order.tolist()):
+            rd = readings[i]
+            sid = int(read.sids[i])
+            if rank == 0:
+                for a, b, sc in rd.others:
+                    w = float(p[i] / (1.0 + math.exp(-(sc - rd.span_score + 3))))
+                    alternatives.append((sid, SpanCandidate(a, b, 0, 0, "neural"), w))
+            elif rd.end > rd.start and _norm(rd.phrase) != _norm(best_text[start:end]):
+                alternatives.append((sid, SpanCandidate(rd.start, rd.end, 0, 0, "neural"), float(p[i])))
+        alternatives.sort(key=lambda x: -x[2])
+        return Decision(ranked, span, conf, conf < cal.threshold, feats, tuple(alternatives), conf)
+
+    @staticmethod
+    def features(logits, combined, order, span_score, log_prior, n) -> np.ndarray:
+        best = int(order[0])
+        margin = float(combined[best] - combined[int(order[1])]) if n > 1 else 5.0
+        second = float(np.sort(logits)[-2]) if n > 1 else -10.0
+        return np.array([float(logits[best]), float(combined[best]), min(margin, 10.0), float(span_score) / 10.0,
+                         float(log_prior[best]), second, math.log(n)])  # fmt: skip
+
+    def read(self, q: Question, qv: QuestionVectors, cand: Candidates, *, avoid: str | None = None) -> Decision:
+        if len(cand.sids) == 0:
+            return Decision([], None, 0.0, True, np.zeros(len(CONFIDENCE_FEATURES)))
+        return self.decide(self.read_candidates(q, cand), avoid)
+
+
+@functools.cache
+def _shared_onnx() -> OnnxReader:
+    return OnnxReader(MODEL_FILE)
+
+
+def make_reader(name: str, step: AnswerStep) -> Reader:
+    """The reader called ``name`` ("neural" or "linear") over ``step``'s index and linear models."""
+    if name == "linear":
+        return LinearReader(step)
+    if name == "neural":
+        return NeuralReader(step)
+    raise ValueError(f"unknown reader {name!r}; choose one of {', '.join(READERS)}")

@@ -1,0 +1,212 @@
+"""The neural reader: its inputs, the shipped int8 model, the Reader seam, training and export."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qa.reader import MODEL_FILE, NeuralReader
+from qa.reader_inputs import (
+    CLS,
+    MAX_LEN,
+    SEP,
+    build,
+    char_span_to_pieces,
+    piece_span_to_chars,
+    pieces,
+    top_spans,
+)
+from tests.conftest import ROOT, run_qa
+
+CARD = MODEL_FILE.parent / "reader-card.json"
+
+
+# --- inputs -----------------------------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(
+    question=st.text(min_size=1, max_size=200),
+    title=st.text(max_size=80),
+    sentence=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=400),
+)
+def test_every_input_is_bounded_and_its_sentence_offsets_point_into_the_sentence(question, title, sentence) -> None:
+    q, t, s = pieces([question, title, sentence])
+    inp = build(q, t, s)
+    assert len(inp.ids) <= MAX_LEN
+    assert inp.ids[0] == CLS and inp.ids[-1] == SEP
+    assert len(inp.sent_offsets) == len(inp.ids) - inp.sent_first - 1
+    for a, b in inp.sent_offsets:
+        assert 0 <= a <= b <= len(sentence)
+    # the sentence part carries token type 1, the question part 0
+    assert (inp.type_ids[: inp.sent_first] <= 1).all() and (inp.type_ids[inp.sent_first :] == 1).all()
+
+
+def test_an_answer_span_survives_the_round_trip_through_word_pieces() -> None:
+    sentence = "The Treaty of Kars was signed on 13 October 1921 by Turkey and the Soviet republics."
+    q, t, s = pieces(["When was the treaty signed?", "Treaty of Kars", sentence])
+    inp = build(q, t, s)
+    a = sentence.index("13 October 1921")
+    first, last = char_span_to_pieces(inp, a, a + len("13 October 1921"))
+    assert piece_span_to_chars(inp, first, last, sentence) == (a, a + len("13 October 1921"))
+
+
+def test_the_best_phrases_stay_inside_the_sentence_and_do_not_overlap() -> None:
+    q, t, s = pieces(["who?", "t", "Alpha beta gamma delta epsilon zeta"])
+    inp = build(q, t, s)
+    rng = np.random.default_rng(0)
+    start, end = rng.normal(size=len(inp.ids)), rng.normal(size=len(inp.ids))
+    spans = top_spans(start, end, inp, 4)
+    lo, hi = inp.sent_first, inp.sent_first + len(inp.sent_offsets) - 1
+    for i, j, _ in spans:
+        assert lo <= i <= j <= hi
+    for x in range(len(spans)):
+        for y in range(x + 1, len(spans)):
+            assert spans[x][1] < spans[y][0] or spans[y][1] < spans[x][0]
+    assert [sc for _, _, sc in spans] == sorted((sc for _, _, sc in spans), reverse=True)
+
+
+# --- the shipped model --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reader() -> NeuralReader:
+    return NeuralReader()
+
+
+def test_the_shipped_model_is_int8_small_and_described_by_its_card() -> None:
+    size = MODEL_FILE.stat().st_size
+    assert size <= 30 * 1024 * 1024
+    card = json.loads(CARD.read_text())
+    assert card["bytes"] == size
+    assert card["sha256"] == hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest()
+    assert "squad-v1.1-train" in card["data"]["source"]
+    assert card["training"]["examples_seen"] > 0 and card["learning_curve"]
+
+
+def test_the_reader_finds_the_phrase_that_answers(reader: NeuralReader) -> None:
+    got = reader.read(
+        "Who wrote Pride and Prejudice?",
+        [("Pride and Prejudice", "Pride and Prejudice is an 1813 novel of manners written by Jane Austen.")],
+    )[0]
+    assert got.phrase == "Jane Austen"
+    when = reader.read("In what year was the novel published?",
+                       [("Pride and Prejudice", "Pride and Prejudice is an 1813 novel of manners written by Jane Austen.")])
+    assert "1813" in when[0].phrase
+
+
+def test_the_answering_sentence_scores_above_a_neighbour_that_does_not_answer(reader: NeuralReader) -> None:
+    title = "Amazon rainforest"
+    right = "The Amazon rainforest covers 5,500,000 square kilometres of the Amazon basin."
+    wrong = "The rainforest likely formed during the Eocene era, after a global reduction of tropical temperatures."
+    a, b = reader.read("How large is the area the Amazon rainforest covers?", [(title, wrong), (title, right)])
+    assert b.logit > a.logit
+    assert "5,500,000 square kilometres" in b.phrase
+
+
+def test_a_near_miss_question_scores_below_the_question_the_sentence_answers(reader: NeuralReader) -> None:
+    sentence = "Ilham Aliyev has been the President of Azerbaijan since 2003."
+    asked = reader.read("Since when has Ilham Aliyev been President of Azerbaijan?", [("Azerbaijan", sentence)])[0]
+    swapped = reader.read("Since when has Ilham Aliyev been President of Kazakhstan?", [("Azerbaijan", sentence)])[0]
+    assert asked.logit > swapped.logit
+
+
+def test_one_batch_reads_as_one_at_a_time_does_within_int8_rounding(reader: NeuralReader) -> None:
+    # Dynamic int8 quantises activations per tensor, so a batch's other rows move a logit a little
+    # (measured: a few hundredths); the phrase of a clear answer does not move.
+    title = "Pride and Prejudice"
+    cands = [(title, "It was published in 1813."),
+             (title, "Pride and Prejudice is an 1813 novel of manners written by Jane Austen, an English novelist.")]
+    together = reader.read("Who wrote Pride and Prejudice?", cands)
+    apart = [reader.read("Who wrote Pride and Prejudice?", [c])[0] for c in cands]
+    for x, y in zip(together, apart, strict=True):
+        assert abs(x.logit - y.logit) < 0.25
+    assert together[1].phrase == apart[1].phrase == "Jane Austen"
+
+
+def test_a_missing_model_file_says_how_to_make_it(tmp_path: Path) -> None:
+    from qa.reader import ReaderUnavailableError
+
+    with pytest.raises(ReaderUnavailableError, match="python -m eval.train_reader"):
+        NeuralReader(tmp_path / "none.onnx")
+
+
+# --- the seam -----------------------------------------------------------------------------------
+def test_both_readers_answer_on_the_same_index_with_valid_citations(engine) -> None:
+    for name in ("neural", "linear"):
+        ans = engine.ask("Who led the Pakistan side in the consultations with Azerbaijan?", method=name)
+        assert ans.extra["reader"] == name
+        assert ans.citations
+        for c in ans.citations:
+            assert engine.index.docs[c.doc_id].text[c.start : c.end] == c.sentence
+        if ans.answer is not None and ans.answer_source == "sentence":
+            top = ans.citations[0]
+            assert top.sentence[top.answer_start : top.answer_end] == ans.answer
+
+
+def test_the_neural_reader_reads_the_demo_questions_right(engine) -> None:
+    ans = engine.ask("Who led the Pakistan side in the consultations with Azerbaijan?")
+    assert ans.extra["reader"] == "neural"
+    assert not ans.abstained and "Sohail Mahmood" in ans.answer
+
+
+def test_cli_ask_takes_the_reader(demo_index: Path) -> None:
+    r = run_qa("ask", "--index", str(demo_index), "--reader", "linear", "--json", "who led the Pakistan side?")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["reader"] == "linear"
+    bad = run_qa("ask", "--index", str(demo_index), "--reader", "magic", "who?")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_eval_scores_both_readers_side_by_side(demo_index: Path, tmp_path: Path) -> None:
+    r = run_qa("eval", "--gold", str(ROOT / "eval" / "gold" / "demo.jsonl"), "--index", str(demo_index),
+               "--reader", "neural,linear", "--methods", "citeqa,bm25", "--out", str(tmp_path), "--no-plots",
+               "--no-progress", timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert set(rep["gold"]["methods"]) == {"citeqa", "linear", "bm25"}
+    bad = run_qa("eval", "--gold", str(ROOT / "eval" / "gold" / "demo.jsonl"), "--index", str(demo_index),
+                 "--reader", "neural,neural", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "--reader" in bad.stderr
+
+
+# --- training -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_training_checkpoints_resumes_and_exports_an_int8_model_with_its_card(tmp_path: Path) -> None:
+    work, out = tmp_path / "work", tmp_path / "out"
+    common = [sys.executable, "-m", "eval.train_reader", "--articles", "6", "--linear-articles", "1",
+              "--heldout-articles", "1", "--heldout-eval", "8", "--batch-size", "8", "--work", str(work),
+              "--out", str(out)]  # fmt: skip
+    first = subprocess.run([*common, "--max-examples", "16"], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    card = json.loads((out / "reader-card.json").read_text())
+    seen = card["training"]["examples_seen"]
+    assert card["training"]["steps"] == 2 and 0 < seen <= 16
+    assert (out / "reader-int8.onnx").stat().st_size == card["bytes"]
+    again = subprocess.run([*common, "--max-examples", "32"], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed at step 2" in again.stderr
+    card = json.loads((out / "reader-card.json").read_text())
+    assert card["training"]["steps"] == 4 and seen < card["training"]["examples_seen"] <= 32
+    assert len(card["learning_curve"]) == 2
+    r = NeuralReader(out / "reader-int8.onnx").read("who?", [("t", "Ann wrote it.")])
+    assert len(r) == 1 and np.isfinite(r[0].logit)
+
+
+def test_the_shipped_calibration_was_fitted_on_train_articles() -> None:
+    from qa.reading import load_calibration
+
+    cal = load_calibration()
+    assert 1 <= cal.depth <= 8 and 0.0 < cal.threshold < 1.0
+    assert "train" in cal.info["fitted_on"] and "dev" not in cal.info["fitted_on"]
+    assert cal.info["figures_on_fit_data"]["false_abstentions"] <= 0.05 + 1e-9
+
+
+def test_an_off_topic_question_abstains_with_the_nearest_passages(engine) -> None:
+    ans = engine.ask("Who won the 2018 FIFA World Cup final in Moscow?")
+    assert ans.abstained and ans.answer is None
+    assert ans.citations and ans.confidence < engine.reader.calibration.threshold
