@@ -6,6 +6,7 @@ side finds paraphrases. Reciprocal rank fusion needs no score calibration betwee
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,17 @@ class Hit:
     score: float  # fused RRF score
     dense: float  # cosine similarity of question and passage
     bm25: float
+
+
+def reciprocal_rank_fusion(rankings: Iterable[Sequence[int] | np.ndarray], k: int = RRF_K) -> list[tuple[int, float]]:
+    """(id, fused score) of every id in ``rankings`` (each best first), best first: an id's score is
+    the sum over the rankings it is in of 1 / (k + its rank there), ranks counted from 1. Ties keep
+    the order in which ids were first met (the first ranking's order, then the next's)."""
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, 1):
+            fused[int(item)] = fused.get(int(item), 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda kv: -kv[1])
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -56,14 +68,9 @@ class Retriever:
         """Top ``k`` passages by RRF of the dense and BM25 rankings (each ``depth`` deep)."""
         d_ids, d_scores = self.dense_passages(qvec, depth)
         b_ids, b_scores = self.passage_bm25.top(terms, depth)
-        fused: dict[int, float] = {}
-        for rank, pid in enumerate(d_ids):
-            fused[int(pid)] = fused.get(int(pid), 0.0) + 1.0 / (RRF_K + rank + 1)
-        for rank, pid in enumerate(b_ids):
-            fused[int(pid)] = fused.get(int(pid), 0.0) + 1.0 / (RRF_K + rank + 1)
         dense_of = {int(p): float(s) for p, s in zip(d_ids.tolist(), d_scores.tolist(), strict=True)}
         bm_of = {int(p): float(s) for p, s in zip(b_ids.tolist(), b_scores.tolist(), strict=True)}
-        best = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+        best = reciprocal_rank_fusion((d_ids, b_ids))[:k]
         # The few fused passages that one side did not rank still get both scores.
         no_bm = [pid for pid, _ in best if pid not in bm_of]
         if no_bm:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.makers import CHROMIUM
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +71,7 @@ def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (make install)")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
+            executable_path=str(CHROMIUM),
             headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"],

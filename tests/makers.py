@@ -1,5 +1,9 @@
-"""Real test files of each format, made here: PDFs written by hand (text layer, scans, info),
-.docx files through python-docx, HTML pages with the chrome a saved page carries."""
+"""Helpers the test modules share (test modules import from here, never from each other).
+
+Real test files of each format, made here: PDFs written by hand (text layer, scans, info),
+.docx files through python-docx, HTML pages with the chrome a saved page carries. And what the
+browser tests (tests/test_browser*.py) do with a page: open one, ask as a user would, read the
+last answer, notice what a user would see as broken."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import io
 import textwrap
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _pdf_str(s: str) -> bytes:
@@ -127,3 +132,47 @@ Naveed Qamar, cut the ribbon together with his Azerbaijani counterpart.</p>
 <p><a href="/privacy">Privacy policy</a> | <a href="/terms">Terms of use</a></p></footer>
 </body></html>
 """
+
+
+# --- the browser tests -----------------------------------------------------------------------
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's Chromium, which the browser fixture drives
+TIMEOUT_MS = 30_000  # one answer takes well under a second; this is for a machine under heavy load
+
+
+class Watch:
+    """What a page did that a user would notice as broken: dialogs, script errors, CSP violations."""
+
+    def __init__(self, page) -> None:
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+
+    def _dialog(self, d) -> None:
+        self.dialogs.append(d.message)
+        d.dismiss()
+
+    def assert_clean(self) -> None:
+        assert not self.dialogs, f"a dialog fired: {self.dialogs}"
+        assert not self.errors, self.errors
+
+
+def open_page(browser, **context_options):
+    """(context, page, Watch) of a new desktop-sized page; close the context when done."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, **context_options)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    page = ctx.new_page()
+    return ctx, page, Watch(page)
+
+
+def ask(page, question: str) -> None:
+    """Type the question as a user would and press Enter."""
+    box = page.locator("#question")
+    box.click()
+    box.press_sequentially(question)
+    box.press("Enter")
+
+
+def last_answer(page):
+    return page.locator(".exchange").last.locator(".msg.bot")

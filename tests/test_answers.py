@@ -8,7 +8,7 @@ import pytest
 from eval.gold import DEMO_GOLD, load_gold
 from index.annotate import Parse, Token
 from qa.analyze import analyze
-from qa.features import span_candidates, span_features
+from qa.features import SPAN_FEATURES, span_candidates, span_features
 from qa.followup import Previous, is_follow_up, resolve
 
 
@@ -121,7 +121,8 @@ def test_span_candidates_cover_entities_subtrees_and_prepositional_objects() -> 
     q = analyze("When did the stadium open?")
     cands = span_candidates(text, parse)
     F, cats = span_features(q, text, parse, cands, lambda t: 2.0)
-    assert F.shape == (len(cands), len(F[0])) and np.isfinite(F).all()
+    assert F.shape == (len(cands), len(SPAN_FEATURES)) and F.dtype == np.float32 and np.isfinite(F).all()
+    assert len(cats) == len(cands)
     k = [text[c.start : c.end] for c in cands].index("2014")
     assert "q:when|L:DATE" in cats[k]
 

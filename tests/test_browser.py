@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+from tests.makers import CHROMIUM, TIMEOUT_MS, Watch, ask, last_answer, open_page
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 AZAL = "when were direct AZAL flights announced"
 FIFA = "Who won the 2022 FIFA World Cup?"
 XSS = "<script>alert(1)</script>"
 FOLLOW_UP = "who welcomed that?"  # the AZAL document: "PM Kakar welcomed the announcement of direct flight operations …"
 TWO_PARTS = "Who led each side at the political consultations?"  # both names in one sentence of 000_…
-TIMEOUT_MS = 30_000  # one answer takes well under a second; this is for a machine under heavy load
 
 pytestmark = [
     pytest.mark.browser,
@@ -35,49 +35,11 @@ expect = sync_api.expect
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-class Watch:
-    """What a page did that a user would notice as broken: dialogs, script errors, CSP violations."""
-
-    def __init__(self, page) -> None:
-        self.dialogs: list[str] = []
-        self.errors: list[str] = []
-        page.on("dialog", self._dialog)
-        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
-
-    def _dialog(self, d) -> None:
-        self.dialogs.append(d.message)
-        d.dismiss()
-
-    def assert_clean(self) -> None:
-        assert not self.dialogs, f"a dialog fired: {self.dialogs}"
-        assert not self.errors, self.errors
-
-
-def open_page(browser, **context_options):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, **context_options)
-    ctx.set_default_timeout(TIMEOUT_MS)
-    page = ctx.new_page()
-    return ctx, page, Watch(page)
-
-
 @pytest.fixture()
 def desktop(browser):
     ctx, page, watch = open_page(browser)
     yield page, watch
     ctx.close()
-
-
-def ask(page, question: str) -> None:
-    """Type the question as a user would and press Enter."""
-    box = page.locator("#question")
-    box.click()
-    box.press_sequentially(question)
-    box.press("Enter")
-
-
-def last_answer(page):
-    return page.locator(".exchange").last.locator(".msg.bot")
 
 
 def no_sideways_scroll(page) -> None:

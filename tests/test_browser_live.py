@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, TIMEOUT_MS, ask, last_answer, open_page
+from tests.makers import CHROMIUM, TIMEOUT_MS, ask, last_answer, open_page
 
 pytestmark = [
     pytest.mark.browser,
