@@ -52,12 +52,17 @@ def _log(msg: str) -> None:
 
 def _near_miss_questions(pairs_dir: Path) -> list[tuple[str, str]]:
     """(near-miss question, original question) of the held-out articles, from the reader's data."""
-    from eval.train_reader import Pair  # noqa: F401  (the pickle's class)
+    from eval.train_reader import Pair
+
+    class _Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):  # the data was pickled by `python -m eval.train_reader`
+            return Pair if name == "Pair" else super().find_class(module, name)
 
     files = sorted(pairs_dir.glob("pairs-*.pkl"), key=lambda p: p.stat().st_mtime)
     if not files:
         raise SystemExit(f"no reader training data under {pairs_dir} — run: python -m eval.train_reader")
-    pairs, _ = pickle.loads(files[-1].read_bytes())
+    with open(files[-1], "rb") as f:
+        pairs, _ = _Unpickler(f).load()
     return [(p.question, p.sentence) for p in pairs["heldout"] if p.kind == "near_miss"]
 
 
