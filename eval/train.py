@@ -534,7 +534,8 @@ def train(args) -> dict[str, Any]:
         "article_removed_abstained": round(unans_abst, 4),
         "false_abstention": round(false_abst, 4),
     }
-    info = {"trained_on": f"SQuAD v1.1 dev ({args.squad.name}), {len(questions)} questions",
+    info = {"trained_on": f"{args.squad.name}, {len(questions)} questions of {len({q.article for q in questions})} articles",
+            "articles": sorted({q.article for q in questions}),
             "encoder": index.encoder_name, "cross_validation": cv}
     full = bundle(None)
     report: dict[str, Any] = {"cv": cv}

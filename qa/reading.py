@@ -25,7 +25,7 @@ import functools
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -153,8 +153,22 @@ class NeuralReader:
         idx = self.step.index
         sids = cand.sids[top]
         pairs = [(idx.docs[idx.sent_doc[int(s)]].title, idx.sent_text[int(s)]) for s in sids]
-        readings = tuple(self.onnx.read(q.text, pairs, phrases=4))
-        return ReadCandidates(sids, logp[top], readings, cand.sids[order[len(top) :]])
+        # A "when" question about a sentence that gives no date is answered by the document's own
+        # date (qa/cite.py says so); the reader judges that sentence with the date put before it,
+        # as the dateline of a news article stands before its first sentence.
+        dated: list[int] = []
+        for i, s in enumerate(sids.tolist()):
+            doc = self.step.document_date_fallback(q, int(s), None)
+            if doc is not None:
+                dated.append(i)
+                pairs.append((pairs[i][0], f"On {doc.text[doc.date_start : doc.date_end]}, {pairs[i][1]}"))
+        read = self.onnx.read(q.text, pairs, phrases=4)
+        readings = read[: len(sids)]
+        for k, i in enumerate(dated):
+            with_date = read[len(sids) + k]
+            if with_date.logit > readings[i].logit:
+                readings[i] = replace(readings[i], logit=with_date.logit)
+        return ReadCandidates(sids, logp[top], tuple(readings), cand.sids[order[len(top) :]])
 
     def decide(self, read: ReadCandidates, avoid: str | None = None, calibration: ReaderCalibration | None = None,
                depth: int | None = None) -> Decision:  # fmt: skip

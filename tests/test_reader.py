@@ -117,15 +117,17 @@ def test_a_near_miss_question_scores_below_the_question_the_sentence_answers(rea
 
 def test_one_batch_reads_as_one_at_a_time_does_within_int8_rounding(reader: NeuralReader) -> None:
     # Dynamic int8 quantises activations per tensor, so a batch's other rows move a logit a little
-    # (measured: a few hundredths); the phrase of a clear answer does not move.
+    # (measured: up to 0.34 on a sentence that does not answer, a few hundredths on one that does);
+    # the phrase of a clear answer does not move.
     title = "Pride and Prejudice"
     cands = [(title, "It was published in 1813."),
              (title, "Pride and Prejudice is an 1813 novel of manners written by Jane Austen, an English novelist.")]
     together = reader.read("Who wrote Pride and Prejudice?", cands)
     apart = [reader.read("Who wrote Pride and Prejudice?", [c])[0] for c in cands]
     for x, y in zip(together, apart, strict=True):
-        assert abs(x.logit - y.logit) < 0.25
+        assert abs(x.logit - y.logit) < 0.5
     assert together[1].phrase == apart[1].phrase == "Jane Austen"
+    assert abs(together[1].logit - apart[1].logit) < 0.1
 
 
 def test_a_missing_model_file_says_how_to_make_it(tmp_path: Path) -> None:
