@@ -170,7 +170,8 @@ def run_readers(index_dir: Path, n: int) -> int:
         row("warm question, p95", "", ms(p95["neural"]), ms(p95["linear"]), f"{p95['neural'] / p95['linear']:.2f}×"),
     ]
     print(render(rows, f"readers on {index_dir}, {n} questions each, taking turns "
-                       f"(load {load0:.1f} → {os.getloadavg()[0]:.1f}); columns: neural, linear"))
+                       f"(load {load0:.1f} → {os.getloadavg()[0]:.1f})",
+                 ("figure", "goal", "neural reader", "linear reader", "ratio")))
     return 0
 
 
@@ -219,9 +220,9 @@ def row(name: str, goal: str, ours: str, base: str, ratio: str) -> tuple[str, st
     return (name, goal, ours, base, ratio)
 
 
-def render(rows: list[tuple[str, ...]], header: str) -> str:
+def render(rows: list[tuple[str, ...]], header: str,
+           names: tuple[str, ...] = ("figure", "goal", "citeqa", "plain ST + FAISS", "ratio")) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    names = ("figure", "goal", "citeqa", "plain ST + FAISS", "ratio")
     widths = [max(w, len(n)) for w, n in zip(widths, names, strict=True)]
     line = "| " + " | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
