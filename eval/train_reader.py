@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from eval.metrics import auc as metrics_auc
 from eval.metrics import exact_match, f1_score, normalize_answer
 from eval.squad_train import BENCH, load_train, split_articles
 from index.split import split_sentences
@@ -332,11 +333,9 @@ def predict(model, enc: Encoded, device, batch_size: int = 64) -> tuple[np.ndarr
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    if not len(pos) or not len(neg):
-        return float("nan")
-    allv = np.concatenate([pos, neg])
-    ranks = np.argsort(np.argsort(allv, kind="stable"), kind="stable") + 1.0
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    """``eval.metrics.auc``, NaN when a side is empty (the card's JSON keeps a number)."""
+    v = metrics_auc(pos.tolist(), neg.tolist())
+    return float("nan") if v is None else v
 
 
 def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
