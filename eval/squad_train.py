@@ -13,11 +13,22 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+
+def _benchmarks() -> Path:
+    """The shared benchmarks folder: $CITEQA_BENCHMARKS, else ``../shared/benchmarks`` beside the
+    checkout, else the project machines' ``/work/shared/benchmarks``."""
+    env = os.environ.get("CITEQA_BENCHMARKS")
+    candidates = [Path(env)] if env else []
+    candidates += [Path(__file__).resolve().parents[2] / "shared" / "benchmarks", Path("/work/shared/benchmarks")]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+BENCH = _benchmarks()
 TRAIN_FILE = BENCH / "squad-v1.1-train" / "train-v1.1.rebuilt.json.gz"
 LINEAR_ARTICLES = 24
 HELDOUT_ARTICLES = 16
@@ -36,6 +47,8 @@ def split_articles(titles: Sequence[str], n_linear: int = LINEAR_ARTICLES, n_hel
 
 
 def load_train(path: Path = TRAIN_FILE) -> dict:
+    if not path.is_file():
+        raise SystemExit(f"SQuAD v1.1 train is not at {path} — set CITEQA_BENCHMARKS to the benchmarks folder")
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return json.load(f)
 
