@@ -95,15 +95,8 @@ class Engine:
         self.answerer = AnswerStep(index, self.retriever, model or load_model(), index.token_store())
         self.reader: Reader = make_reader(reader, self.answerer)
         self.citer = Citer(index, self.answerer)
+        self._readers: dict[str, Reader] = {self.reader.name: self.reader}
         self.loaded_at = time.time()
-
-    def with_reader(self, reader: str) -> Engine:
-        """The same loaded index and encoder read by another reader ("neural" or "linear")."""
-        other = object.__new__(Engine)
-        other.__dict__.update(self.__dict__)
-        other.reader = self.reader_named(reader)
-        other._readers = {}
-        return other
 
     @classmethod
     def open(cls, index_dir: Path | str, reader: str = DEFAULT_READER) -> Engine:
@@ -146,12 +139,9 @@ class Engine:
 
     def reader_named(self, name: str) -> Reader:
         """The reader ``name`` over this engine's index (made once, kept)."""
-        if self.reader.name == name:
-            return self.reader
-        others = self.__dict__.setdefault("_readers", {})
-        if name not in others:
-            others[name] = make_reader(name, self.answerer)
-        return others[name]
+        if name not in self._readers:
+            self._readers[name] = make_reader(name, self.answerer)
+        return self._readers[name]
 
     def _ask(
         self, question: str, k: int, id: str | None, previous: Previous | None = None, reader: Reader | None = None

@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from qa.analyze import Question
-from qa.answer import AnswerStep, Candidates, Decision
+from qa.answer import AnswerStep, Candidates, Decision, _norm
 from qa.features import QuestionVectors, SpanCandidate
 from qa.model import Calibration
 from qa.reader import MODEL_FILE, ReaderUnavailableError, Reading
@@ -110,10 +109,6 @@ def load_calibration(path: Path = CALIBRATION_FILE) -> ReaderCalibration:
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
     return e / e.sum()
-
-
-def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
 @dataclass(frozen=True)
