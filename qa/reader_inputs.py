@@ -70,16 +70,38 @@ class ReaderInput:
     sent_offsets: tuple[tuple[int, int], ...]  # character offsets in the sentence of its kept pieces
 
 
-def build(question: Pieces, title: Pieces, sentence: Pieces, max_len: int = MAX_LEN) -> ReaderInput:
+def _head(question: Pieces, title: Pieces) -> list[int]:
     q = list(question.ids[:MAX_QUESTION_TOKENS])
     t = list(title.ids[:MAX_TITLE_TOKENS])
-    head = [CLS, *q, SEP, *t, COLON] if t else [CLS, *q, SEP]
-    room = max(1, max_len - len(head) - 1)
-    s = list(sentence.ids[:room])
+    return [CLS, *q, SEP, *t, COLON] if t else [CLS, *q, SEP]
+
+
+def sentence_room(question: Pieces, title: Pieces, max_len: int = MAX_LEN) -> int:
+    """How many of the sentence's pieces one input holds after the question and the title."""
+    return max(1, max_len - len(_head(question, title)) - 1)
+
+
+def build(question: Pieces, title: Pieces, sentence: Pieces, max_len: int = MAX_LEN, first: int = 0) -> ReaderInput:
+    """The input for the sentence's pieces from ``first`` on (as many as fit)."""
+    head = _head(question, title)
+    room = sentence_room(question, title, max_len)
+    s = list(sentence.ids[first : first + room])
     ids = np.array([*head, *s, SEP], np.int64)
     types = np.zeros(len(ids), np.int64)
-    types[len(q) + 2 :] = 1
-    return ReaderInput(ids, types, len(head), sentence.offsets[: len(s)])
+    types[min(len(question.ids), MAX_QUESTION_TOKENS) + 2 :] = 1
+    return ReaderInput(ids, types, len(head), sentence.offsets[first : first + len(s)])
+
+
+def windows(question: Pieces, title: Pieces, sentence: Pieces, max_len: int = MAX_LEN) -> list[ReaderInput]:
+    """The sentence in as many inputs as it takes: one when it fits, else windows overlapping
+    by half, the last one ending at the sentence's end (a long sentence's answer is often at its
+    end, which one input would cut off)."""
+    room = sentence_room(question, title, max_len)
+    n = len(sentence.ids)
+    firsts = [0]
+    while firsts[-1] + room < n:
+        firsts.append(min(firsts[-1] + max(1, room // 2), n - room))
+    return [build(question, title, sentence, max_len, f) for f in firsts]
 
 
 def batch_arrays(inputs: list[ReaderInput]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

