@@ -91,3 +91,20 @@ def test_load_gold_errors_name_the_line(tmp_path: Path) -> None:
         load_gold(tmp_path / "absent.jsonl")
     (item,) = load_gold(_write(tmp_path, ["", good, ""]))
     assert item.answers == ("x",) and item.answerable
+
+
+def test_the_wikinews_gold_set_validates_against_its_corpus() -> None:
+    from eval.squad_train import BENCH
+    from eval.transfer import WIKINEWS_CORPUS, WIKINEWS_GOLD
+
+    corpus = BENCH / WIKINEWS_CORPUS
+    if not corpus.is_dir():
+        pytest.skip(f"the Wikinews corpus is not at {corpus} (set CITEQA_BENCHMARKS)")
+    docs, skipped = load_folder(corpus)
+    texts = {d.doc_id: d.text for d in docs}
+    items = load_gold(WIKINEWS_GOLD)
+    assert validate_gold(items, texts) == []
+    assert len(texts) == 16 and {d for it in items for d in it.doc_ids} == set(texts)
+    assert sum(not it.answerable for it in items) >= 20
+    sentences = {t[s.start : s.end] for t in texts.values() for s in split_sentences(t)}
+    assert all(ev in sentences for it in items for ev in it.evidence)

@@ -196,3 +196,11 @@ def test_abstained_at_a_false_abstention_rate() -> None:
     assert r["threshold"] == 0.2 and r["false_abstentions"] == pytest.approx(0.1)
     assert r["unanswerable_abstained"] == pytest.approx(2 / 3)
     assert m.abstained_at_false_rate([0.5], [True], 0.1)["threshold"] is None
+
+
+def test_the_transfer_command_rejects_an_unknown_set() -> None:
+    from eval.transfer import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--sets", "new_wiki,nope"])
+    assert e.value.code == 2
