@@ -101,14 +101,24 @@ def _open_text(path: Path) -> str:
         raise SquadError(f"cannot read SQuAD file {path}: {e.strerror or e}") from None
 
 
+def _title_of(art: dict[str, Any], position: int) -> str:
+    """The article's title; sets without one (COVID-QA: whole papers) name it by its paper's
+    ``document_id``, else by its position."""
+    if "title" in art:
+        return str(art["title"])
+    first = (art.get("paragraphs") or [{}])[0]
+    return f"document_{first['document_id']}" if "document_id" in first else f"article_{position:03d}"
+
+
 def parse_squad(obj: Any, source: str = "<data>") -> list[SquadArticle]:
     """Articles from the decoded SQuAD JSON (``{"data": [{"title", "paragraphs": …}]}``)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
         raise SquadError(f"{source}: not SQuAD JSON (expected an object with a 'data' list)")
     articles: list[SquadArticle] = []
     try:
-        for art in obj["data"]:
+        for ai, art in enumerate(obj["data"]):
             paragraphs = []
+            title = _title_of(art, ai)
             for pi, p in enumerate(art["paragraphs"]):
                 context = p["context"]
                 qs = []
@@ -116,8 +126,8 @@ def parse_squad(obj: Any, source: str = "<data>") -> list[SquadArticle]:
                     texts = tuple(dict.fromkeys(a["text"] for a in q["answers"]))
                     starts = tuple(int(a["answer_start"]) for a in q["answers"])
                     qs.append(SquadQuestion(str(q["id"]), q["question"].strip(), texts, starts))
-                paragraphs.append(SquadParagraph(art["title"], pi, context, tuple(qs)))
-            articles.append(SquadArticle(art["title"], tuple(paragraphs)))
+                paragraphs.append(SquadParagraph(title, pi, context, tuple(qs)))
+            articles.append(SquadArticle(title, tuple(paragraphs)))
     except (KeyError, TypeError, ValueError) as e:
         raise SquadError(f"{source}: malformed SQuAD record ({type(e).__name__}: {e})") from None
     return articles

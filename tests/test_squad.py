@@ -132,3 +132,11 @@ def test_doc_ids_are_safe_paths() -> None:
     assert squad.paragraph_doc_id("Fresno,_California", 7) == "Fresno,_California/007.txt"
     assert squad.paragraph_doc_id("../etc/passwd", 0) == "etc_passwd/000.txt"
     assert squad.safe_title("...") == "untitled"
+
+
+def test_an_article_without_a_title_is_named_by_its_paper_or_position() -> None:
+    # COVID-QA's articles are whole papers with a document_id and no title
+    para = {"context": "Masks reduce spread.", "qas": [{"id": "1", "question": "What reduces spread?",
+                                                         "answers": [{"text": "Masks", "answer_start": 0}]}]}
+    obj = {"data": [{"paragraphs": [{**para, "document_id": 630}]}, {"paragraphs": [para]}, {"title": "T", "paragraphs": [para]}]}
+    assert [a.title for a in squad.parse_squad(obj)] == ["document_630", "article_001", "T"]
