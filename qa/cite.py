@@ -14,7 +14,7 @@ import re
 from index.loaded import LoadedIndex
 from qa.analyze import Question
 from qa.answer import AnswerStep, Decision
-from qa.types import Answer, Citation
+from qa.types import Answer, AnswerPart, AnswerSource, Citation
 
 _SEVERAL = re.compile(r"\b(?:two|both|each|three)\b", re.I)
 
@@ -53,13 +53,22 @@ class Citer:
         )
 
     def answer(
-        self, question: str, q: Question, decision: Decision, k: int, id: str | None, extra: dict[str, object]
+        self,
+        question: str,
+        q: Question,
+        decision: Decision,
+        k: int,
+        id: str | None,
+        *,
+        reader: str,
+        resolved_question: str | None = None,
     ) -> Answer:
         """The cited answer to ``question`` from ``decision`` (whose ``ranked`` is not empty)."""
         best_sid, best_score = decision.ranked[0]
-        extra["support"] = round(decision.support, 4)
         answer_text: str | None = None
-        source = None
+        note: str | None = None
+        parts: tuple[AnswerPart, ...] | None = None
+        source: AnswerSource | None = None
         doc_span: tuple[str, int, int] | None = None
         span: tuple[int, int] | None = None
         if not decision.abstain:
@@ -69,7 +78,7 @@ class Citer:
                 answer_text = doc.text[doc.date_start : doc.date_end]
                 source = "document_date"
                 doc_span = (doc.doc_id, int(doc.date_start), int(doc.date_end))
-                extra["answer_note"] = "the cited sentence gives no date; this is the date the document was written"
+                note = "the cited sentence gives no date; this is the date the document was written"
             elif decision.span is not None:
                 sp = decision.span
                 answer_text = self.index.sent_text[best_sid][sp.start : sp.end]
@@ -87,13 +96,11 @@ class Citer:
             # phrase, from its own sentence (cited next) or from the same one.
             sid2, sp2 = second
             if sid2 == best_sid:
-                parts = [(0, span), (0, (sp2.start, sp2.end))]
+                where = [(0, span), (0, (sp2.start, sp2.end))]
             else:
                 citations.append(self.citation(sid2, dict(decision.ranked).get(sid2, 0.0), (sp2.start, sp2.end)))
-                parts = [(0, span), (1, (sp2.start, sp2.end))]
-            extra["answers"] = [
-                {"text": citations[c].sentence[a:b], "citation": c, "answer_start": a, "answer_end": b} for c, (a, b) in parts
-            ]
+                where = [(0, span), (1, (sp2.start, sp2.end))]
+            parts = tuple(AnswerPart(citations[c].sentence[a:b], c, a, b) for c, (a, b) in where)
         cited = {(c.doc_id, c.start) for c in citations}
         for sid, score in decision.ranked[1:]:
             if len(citations) >= k:
@@ -114,7 +121,11 @@ class Citer:
             answer_doc_start=doc_span[1] if doc_span else None,
             answer_doc_end=doc_span[2] if doc_span else None,
             expected_type=q.expected,
-            extra=extra,
+            resolved_question=resolved_question,
+            reader=reader,
+            support=round(decision.support, 4),
+            answer_note=note,
+            answers=parts,
         )
 
     def _second_part(self, q, decision) -> tuple[int, object] | None:
