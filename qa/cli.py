@@ -10,6 +10,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qa.types import Answer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -148,36 +152,35 @@ _DIM = "\033[2m"
 _RESET = "\033[0m"
 
 
-def render_human(ans: dict, color: bool) -> str:
-    def hl(s: str, ranges: list[tuple[int, int]]) -> str:
+def render_human(ans: Answer, color: bool) -> str:
+    """The answer for a person, from the same view the chat shows (``qa.view``)."""
+    from qa.view import ANSWER_JOIN, answer_view
+
+    view = answer_view(ans)
+
+    def hl(s: str, ranges: tuple[tuple[int, int], ...]) -> str:
         mark = (_BOLD_YELLOW, _RESET) if color else ("«", "»")
-        for a, b in sorted(set(ranges), reverse=True):
+        for a, b in sorted(ranges, reverse=True):
             s = s[:a] + mark[0] + s[a:b] + mark[1] + s[b:]
         return s
 
     lines = []
-    if ans["abstained"]:
-        lines.append(f"The documents don't say. (confidence {ans['confidence']:.2f})")
+    if ans.abstained:
+        lines.append(f"The documents don't say. (confidence {round(ans.confidence, 4):.2f})")
         lines.append("Nearest passages (not an answer):")
     else:
-        answer = ans["answer"]
-        parts = [p["text"] for p in ans.get("answers") or []]
-        if len(parts) > 1:
-            shown = " · ".join(f"{_BOLD_YELLOW}{p}{_RESET}" if color else p for p in parts)
-            lines.append(shown if color else f"Answers: {shown}")
+        parts = ans.answers if ans.answers is not None and len(ans.answers) > 1 else None
+        if color:  # each part of a two-part answer highlighted on its own, the join not
+            lines.append(ANSWER_JOIN.join(f"{_BOLD_YELLOW}{t}{_RESET}" for t in ([p.text for p in parts] if parts else [view.phrase])))
         else:
-            lines.append(f"{_BOLD_YELLOW}{answer}{_RESET}" if color else f"Answer: {answer}")
-        if ans.get("answer_note"):
-            lines.append(f"  ({ans['answer_note']})")
-        lines.append(f"  confidence {ans['confidence']:.2f}")
-    for i, c in enumerate(ans["citations"], 1):
-        ranges = [(p["answer_start"], p["answer_end"]) for p in ans.get("answers") or [] if p["citation"] == i - 1]
-        if c.get("answer_start") is not None and c.get("answer_end") is not None:
-            ranges.append((c["answer_start"], c["answer_end"]))
-        sent = hl(c["sentence"], ranges)
-        meta = (c["title"][:80] + (f" — {c['date']}" if c.get("date") else "") + f" — {c['doc_id']}"
-                + (f" p. {c['page']}" if c.get("page") else "") + f" [{c['start']}:{c['end']}]")
-        lines.append(f"[{i}] {sent}")
+            lines.append(f"{'Answers' if parts else 'Answer'}: {view.phrase}")
+        if ans.answer_note:
+            lines.append(f"  ({ans.answer_note})")
+        lines.append(f"  confidence {round(ans.confidence, 4):.2f}")
+    for i, (c, marks) in enumerate(zip(ans.citations, view.marks, strict=True), 1):
+        meta = (c.title[:80] + (f" — {c.date}" if c.date else "") + f" — {c.doc_id}"
+                + (f" p. {c.page}" if c.page else "") + f" [{c.start}:{c.end}]")
+        lines.append(f"[{i}] {hl(c.sentence, marks)}")
         lines.append(f"    {_DIM}{meta}{_RESET}" if color else f"    {meta}")
     return "\n".join(lines)
 
@@ -217,12 +220,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if not args.jsonl:
         try:
             prev = Previous(args.after) if args.after else None
-            ans = engine.ask(args.question, k=args.k, previous=prev).to_dict()
+            ans = engine.ask(args.question, k=args.k, previous=prev)
         except QuestionError as e:
             _err(str(e))
             return 2
         if args.json:
-            print(json.dumps(ans, ensure_ascii=False))
+            print(json.dumps(ans.to_dict(), ensure_ascii=False))
         else:
             print(render_human(ans, color=sys.stdout.isatty()))
         return 0
