@@ -301,7 +301,8 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "command": "qa eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else " ".join(sys.argv),
+        # `qa eval` runs `python -m eval` under the name it was given (CITEQA_PROG, see qa/cli.py).
+        "command": " ".join([os.environ.get("CITEQA_PROG") or sys.argv[0], *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "k": args.k,
         "seed": args.seed,

@@ -1,4 +1,9 @@
-"""The `qa` command: the one place that knows every room (index, ask, show, serve, eval).
+"""The `qa` command: `ask` and `show` are the qa room's own; the other rooms own theirs.
+
+`qa index …` is `python -m index …` (its arguments are imported from ``index/__main__.py``, as
+pyserini's composite commands import the others' definitions); `qa serve …` and `qa eval …` run
+`python -m web …` and `python -m eval …` in this process's place (``os.execv``): qa sits below
+web and eval, and never imports them, at any depth. Each is loaded only when it is the command.
 
 Exit codes: 0 ok, 1 failure, 2 bad usage (including a missing index or an empty question).
 """
@@ -35,9 +40,20 @@ def _err(msg: str) -> None:
     print(f"qa: {msg}", file=sys.stderr)
 
 
-def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
-    """The `qa` parser; ``with_eval=False`` leaves out `qa eval`'s options (importing the eval room
-    costs ~0.1 s of every cold `qa ask`)."""
+# Commands that are another program: their room's `python -m` module, run in place of `qa`.
+ROOM_PROGRAMS = {"serve": "web", "eval": "eval"}
+ROOM_HELP = {
+    "serve": "serve the web chat and JSON API",
+    "eval": "score answers against a gold question set (and SQuAD)",
+}
+PROG_ENV = "CITEQA_PROG"  # tells the room's program the name it runs under, for its usage lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `qa` parser: ask and show, index's arguments from its room, serve and eval listed."""
+    from index.__main__ import HELP as INDEX_HELP
+    from index.__main__ import configure_parser as configure_index
+
     p = argparse.ArgumentParser(
         prog="qa",
         description="Ask questions of a folder of documents; every answer is a cited quote.",
@@ -45,23 +61,7 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    pi = sub.add_parser(
-        "index",
-        help="index (or update the index of) a folder of documents (.txt .md .html .pdf .docx)",
-        description="Index every .txt, .md, .html/.htm, .pdf and .docx file under CORPUS (recursively); files "
-        "that cannot be read are skipped with a reason. Re-running only "
-        "re-embeds new or changed files and drops deleted ones. The index is replaced atomically: "
-        "an interrupted build leaves the previous index usable.",
-    )
-    pi.add_argument("corpus", type=Path, metavar="CORPUS", help="folder of documents")
-    pi.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
-    pi.add_argument("--encoder", choices=["minilm", "minilm-int8"], default=None,
-                    help="embedding model: minilm-int8 (int8 ONNX, no torch) or minilm (fp32 torch); "
-                    "default: the one the existing index uses, else minilm-int8")
-    pi.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
-    pi.add_argument("--json", action="store_true", help="print the build report as JSON")
-    pi.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    configure_index(sub.add_parser("index", help=INDEX_HELP))
 
     pa = sub.add_parser(
         "ask",
@@ -87,45 +87,9 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
     ps.add_argument("doc_id", metavar="DOC_ID")
     ps.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
 
-    pv = sub.add_parser("serve", help="serve the web chat and JSON API",
-                        description="Serve the chat on http://HOST:PORT/ and the API under /api.")
-    pv.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
-    pv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    pv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    pv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-
-    pe = sub.add_parser("eval", help="score answers against a gold question set (and SQuAD)",
-                        description="Evaluate citeqa against a gold set; writes report.json, report.md and plots.")
-    if with_eval:
-        try:
-            from eval.run import configure_parser
-        except ImportError:  # pragma: no cover - eval room not installed
-            configure_parser = None
-        if configure_parser is not None:
-            configure_parser(pe)
+    for name, helptext in ROOM_HELP.items():
+        sub.add_parser(name, help=helptext, add_help=False)  # parsed by the room's own program
     return p
-
-
-# --- index ----------------------------------------------------------------------------------
-def cmd_index(args: argparse.Namespace) -> int:
-    from index.build import BuildError, build_index
-
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    try:
-        report = build_index(args.corpus, args.index, encoder_name=args.encoder, rebuild=args.rebuild,
-                             progress=not args.quiet, log=log)
-    except BuildError as e:
-        _err(str(e))
-        return 1
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-        return 0
-    print(
-        f"indexed {report.documents} documents ({report.sentences} sentences, {report.passages} passages) "
-        f"into {args.index} in {report.seconds:.1f}s: {len(report.added)} added, {len(report.changed)} changed, "
-        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed, {len(report.skipped)} skipped"
-    )
-    return 0
 
 
 # --- ask ------------------------------------------------------------------------------------
@@ -271,31 +235,35 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- serve / eval ---------------------------------------------------------------------------
-def cmd_serve(args: argparse.Namespace) -> int:
+# --- index, serve, eval: the other rooms' command lines ----------------------------------------
+def run_room_program(command: str, argv: list[str]) -> int:
+    """Run `python -m ROOM ARGV` in place of this process (same pid, streams and exit code)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ[PROG_ENV] = f"qa {command}"
+    module = ROOM_PROGRAMS[command]
     try:
-        from web.app import serve
-    except ImportError as e:
-        _err(f"the web chat is not available: {e}")
-        return 1
-    return serve(args.index, host=args.host, port=args.port, workers=args.workers)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from eval.run import run
-
-    return run(args)
+        os.execv(sys.executable, [sys.executable, "-m", module, *argv])
+    except OSError as e:
+        _err(f"cannot run {module}: {e}")
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # `qa eval` and bare `qa --help` list every option; the other commands do not need eval's.
-    parser = build_parser(with_eval=not argv or argv[0] not in ("index", "ask", "show", "serve"))
+    if argv[:1] and argv[0] in ROOM_PROGRAMS:
+        return run_room_program(argv[0], argv[1:])
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"index": cmd_index, "ask": cmd_ask, "show": cmd_show, "serve": cmd_serve, "eval": cmd_eval}[args.command]
+    if args.command == "index":
+        from index.__main__ import run as run_index
+
+        handler = run_index
+    else:
+        handler = {"ask": cmd_ask, "show": cmd_show}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
