@@ -22,15 +22,21 @@ HELP = "index (or update the index of) a folder of documents (.txt .md .html .pd
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     """Add the index command's arguments to ``p`` (`qa index` calls this on its subparser)."""
-    p.description = ("Index every .txt, .md, .html/.htm, .pdf and .docx file under CORPUS (recursively); files "
-                     "that cannot be read are skipped with a reason. Re-running only "
-                     "re-embeds new or changed files and drops deleted ones. The index is replaced atomically: "
-                     "an interrupted build leaves the previous index usable.")
+    p.description = (
+        "Index every .txt, .md, .html/.htm, .pdf and .docx file under CORPUS (recursively); files "
+        "that cannot be read are skipped with a reason. Re-running only "
+        "re-embeds new or changed files and drops deleted ones. The index is replaced atomically: "
+        "an interrupted build leaves the previous index usable."
+    )
     p.add_argument("corpus", type=Path, metavar="CORPUS", help="folder of documents")
     p.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
-    p.add_argument("--encoder", choices=["minilm", "minilm-int8"], default=None,
-                   help="embedding model: minilm-int8 (int8 ONNX, no torch) or minilm (fp32 torch); "
-                   "default: the one the existing index uses, else minilm-int8")
+    p.add_argument(
+        "--encoder",
+        choices=["minilm", "minilm-int8"],
+        default=None,
+        help="embedding model: minilm-int8 (int8 ONNX, no torch) or minilm (fp32 torch); "
+        "default: the one the existing index uses, else minilm-int8",
+    )
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -41,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     try:
-        report = build_index(args.corpus, args.index, encoder_name=args.encoder, rebuild=args.rebuild,
-                             progress=not args.quiet, log=log)
+        report = build_index(
+            args.corpus, args.index, encoder_name=args.encoder, rebuild=args.rebuild, progress=not args.quiet, log=log
+        )
     except BuildError as e:
         print(f"qa: {e}", file=sys.stderr)
         return 1
