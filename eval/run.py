@@ -156,12 +156,12 @@ def _has_index(index_dir: Path) -> bool:
 
 
 def _open_engine(index_dir: Path, reader: str) -> Any:
-    from index.store import IndexError_
+    from index.store import UnusableIndexError
     from qa.engine import Engine
 
     try:
         return Engine.open(index_dir, reader=reader)
-    except IndexError_ as e:
+    except UnusableIndexError as e:
         raise EvalFailure(str(e)) from None
 
 

@@ -14,6 +14,7 @@ import re
 from index.loaded import LoadedIndex
 from qa.analyze import Question
 from qa.answer import AnswerStep, Decision
+from qa.features import SpanCandidate
 from qa.types import Answer, AnswerPart, AnswerSource, Citation
 
 _SEVERAL = re.compile(r"\b(?:two|both|each|three)\b", re.I)
@@ -91,7 +92,7 @@ class Citer:
                 doc_span = (self.index.sent_doc[best_sid], s0, s0 + len(text))
         citations = [self.citation(best_sid, best_score, span)]
         second = self._second_part(q, decision) if source == "sentence" and span is not None else None
-        if second is not None:
+        if second is not None and span is not None:
             # A question that asks for two things ("which two …", "who led each side"): the second
             # phrase, from its own sentence (cited next) or from the same one.
             sid2, sp2 = second
@@ -128,7 +129,7 @@ class Citer:
             answers=parts,
         )
 
-    def _second_part(self, q, decision) -> tuple[int, object] | None:
+    def _second_part(self, q: Question, decision: Decision) -> tuple[int, SpanCandidate] | None:
         """The second phrase of a question asking for two (or each/both), or None."""
         if not wants_several(q.text) or decision.span is None:
             return None

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- ask ------------------------------------------------------------------------------------
 def _open_engine(index_dir: Path, reader: str = "neural"):
-    from index.store import IndexError_, NoIndexError
+    from index.store import UnusableIndexError
     from qa.engine import Engine
     from qa.reader import ReaderUnavailableError
 
@@ -103,12 +103,9 @@ def _open_engine(index_dir: Path, reader: str = "neural"):
     except ReaderUnavailableError as e:
         _err(str(e))
         return None, 1
-    except NoIndexError as e:
+    except UnusableIndexError as e:
         _err(str(e))
-        return None, 2
-    except IndexError_ as e:
-        _err(str(e))
-        return None, 1
+        return None, e.exit_code
 
 
 _BOLD_YELLOW = "\033[1;33m"
@@ -215,16 +212,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
 # --- show -----------------------------------------------------------------------------------
 def cmd_show(args: argparse.Namespace) -> int:
     from index.loaded import LoadedIndex
-    from index.store import IndexError_, NoIndexError
+    from index.store import UnusableIndexError
 
     try:
         idx = LoadedIndex.open(args.index)
-    except NoIndexError as e:
+    except UnusableIndexError as e:
         _err(str(e))
-        return 2
-    except IndexError_ as e:
-        _err(str(e))
-        return 1
+        return e.exit_code
     doc = idx.docs.get(args.doc_id)
     if doc is None:
         _err(f"no document {args.doc_id!r} in {args.index} — list them with: qa ask --index {args.index} …, or see /api/documents")

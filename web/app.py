@@ -36,7 +36,7 @@ from web.holder import EngineHolder
 from web.views import HERE
 
 INDEX_ENV = "CITEQA_INDEX"  # how `serve --workers N` hands the index folder to each worker process
-# "0" encodes each request's question on its own (to measure what batching buys: python -m eval.load --no-batch).
+# "0" encodes each request's question on its own (to measure what batching buys: python -m eval.bench.load --no-batch).
 BATCH_ENV = "CITEQA_BATCH_QUESTIONS"
 # Multipart framing around the file's bytes (boundaries, part headers): generous.
 UPLOAD_OVERHEAD = 64 * 1024

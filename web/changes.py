@@ -11,12 +11,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import Request, UploadFile
+from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 
 from index import live
 from index.build import BuildError
 from index.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, DocumentError, load_bytes
-from index.store import IndexError_
+from index.store import UnusableIndexError
 from index.uploads import BadNameError, upload_doc_id
 from web.errors import check_doc_id, too_large
 from web.holder import EngineHolder, IndexBusy
@@ -39,7 +40,7 @@ def refuse_cross_site(request: Request) -> None:
                                  "pages, or send it without an Origin header (curl, scripts)")
 
 
-def upload(holder: EngineHolder, file: UploadFile) -> tuple[live.Change, ChangeOut]:
+def upload(holder: EngineHolder, file: UploadFile | StarletteUploadFile) -> tuple[live.Change, ChangeOut]:
     """Check and index one uploaded file; every refusal is a 4xx naming the file and the reason."""
     try:
         doc_id = upload_doc_id(file.filename)
@@ -72,7 +73,7 @@ def applying(fn: Callable[[], live.Change]) -> live.Change:
         raise HTTPException(409, str(e)) from None
     except IndexBusy as e:
         raise HTTPException(503, str(e), headers={"Retry-After": RETRY_AFTER}) from None
-    except (BuildError, IndexError_, OSError) as e:
+    except (BuildError, UnusableIndexError, OSError) as e:
         # A full disk or a damaged index: the live index is untouched; say what happened.
         raise HTTPException(503, f"the change was not applied: {e}".splitlines()[0],
                             headers={"Retry-After": RETRY_AFTER}) from None

@@ -23,7 +23,7 @@ from index.build import BuildError, IndexBusyError
 from index.documents import Document, DocumentError
 from index.encoder import load_encoder
 from index.loaded import LoadedIndex
-from index.store import IndexError_, NoIndexError, current_generation
+from index.store import NoIndexError, UnusableIndexError, current_generation
 from index.uploads import leftovers, pending_changes
 from qa.engine import Engine
 from web.batching import BatchingEncoder
@@ -77,7 +77,7 @@ class EngineHolder:
             self.error = None
         except NoIndexError:
             self.error = f"There is no index at {self.index_dir} yet."
-        except IndexError_ as e:
+        except UnusableIndexError as e:
             self.error = str(e)
 
     def get(self) -> Engine | None:
@@ -118,7 +118,7 @@ class EngineHolder:
                 return False
             try:
                 index = LoadedIndex.open(self.index_dir)
-            except IndexError_ as e:
+            except UnusableIndexError as e:
                 self.watch_error = str(e)
                 return False
             if index.gen_dir == eng.index.gen_dir:
@@ -141,7 +141,7 @@ class EngineHolder:
                 return
             # Briefly: a `qa index` running now holds the lock, and finishes the job itself.
             report = live.apply_pending(self.index_dir, eng.encoder, hint=eng.index, log=_log, wait=1.0)
-        except (BuildError, IndexError_, DocumentError, OSError) as e:
+        except (BuildError, UnusableIndexError, DocumentError, OSError) as e:
             _log(f"could not apply the uploads and deletions saved in {self.index_dir}: {e}")
             return
         if report is not None:
