@@ -237,7 +237,8 @@ def run_room_program(command: str, argv: list[str]) -> int:
     os.environ[PROG_ENV] = f"qa {command}"
     module = ROOM_PROGRAMS[command]
     try:
-        os.execv(sys.executable, [sys.executable, "-m", module, *argv])
+        # -P: the room is the installed one, never a folder of the same name where `qa` was run.
+        os.execv(sys.executable, [sys.executable, "-P", "-m", module, *argv])
     except OSError as e:
         _err(f"cannot run {module}: {e}")
     return 1
