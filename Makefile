@@ -31,6 +31,7 @@ test: install
 		(apt-get update -qq && apt-get install -y -qq chromium) || echo "warning: could not install chromium; browser tests will be skipped"; \
 	fi
 	$(BIN)/ruff check index qa web eval tests
+	$(BIN)/mypy index qa web
 	$(BIN)/python -m pytest -q
 
 bench: install
@@ -38,6 +39,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check index qa web eval tests
+	$(BIN)/mypy index qa web
 	$(BIN)/ruff format --check index qa web eval tests
 
 clean:

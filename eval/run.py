@@ -156,12 +156,12 @@ def _has_index(index_dir: Path) -> bool:
 
 
 def _open_engine(index_dir: Path, reader: str) -> Any:
-    from index.store import IndexError_
+    from index.store import UnusableIndexError
     from qa.engine import Engine
 
     try:
         return Engine.open(index_dir, reader=reader)
-    except IndexError_ as e:
+    except UnusableIndexError as e:
         raise EvalFailure(str(e)) from None
 
 
@@ -301,7 +301,8 @@ def run(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "command": "qa eval " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["eval"] else " ".join(sys.argv),
+        # `qa eval` runs `python -m eval` under the name it was given (CITEQA_PROG, see qa/cli.py).
+        "command": " ".join([os.environ.get("CITEQA_PROG") or sys.argv[0], *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "k": args.k,
         "seed": args.seed,

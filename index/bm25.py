@@ -96,7 +96,9 @@ class Bm25Index:
         self.k1, self.b, self.analyzer = k1, b, analyzer
         if postings is None:
             postings = _invert(self.ids, self.indptr, len(terms), k1, b)
-        self.post_indptr, self.post_docs, self.post_weights = postings
+        self.post_indptr: np.ndarray = postings[0]
+        self.post_docs: np.ndarray = postings[1]
+        self.post_weights: np.ndarray = postings[2]
         df = np.diff(self.post_indptr).astype(np.float64)
         self.idf_array = np.log1p((self.n - df + 0.5) / (df + 0.5)) if len(df) else np.zeros(0)
         self.max_idf = math.log(1 + (self.n + 0.5) / 0.5) if self.n else 1.0
@@ -187,7 +189,7 @@ class Bm25Index:
             out[self.post_docs[s:e]] += self.post_weights[s:e]  # each text appears once per term
         return out
 
-    def scores_for(self, terms: Sequence[str], docs: Sequence[int]) -> np.ndarray:
+    def scores_for(self, terms: Sequence[str], docs: Sequence[int] | np.ndarray) -> np.ndarray:
         """BM25 scores of just the texts ``docs`` (each term's postings are sorted by text)."""
         docs_arr = np.asarray(docs, dtype=np.int64)
         out = np.zeros(len(docs_arr), dtype=np.float32)

@@ -20,7 +20,7 @@ from index.annotate import ANNOTATOR_VERSION, annotate
 from index.bm25 import Bm25Builder
 from index.documents import (
     LOADER_VERSION,
-    DocDate,
+    SUPPORTED_SUFFIXES,
     Document,
     DocumentError,
     Skipped,
@@ -35,11 +35,12 @@ from index.loaded import LoadedIndex
 from index.split import SPLITTER_VERSION, PassageSpan, Span, make_passages, split_sentences
 from index.store import (
     GenerationWriter,
-    IndexError_,
     IndexSettings,
+    UnusableIndexError,
     current_generation,
     new_generation_dir,
     publish_generation,
+    remove_unpublished,
 )
 from index.terms import TERMS_VERSION
 from index.tokens import PROJECTION_VERSION, pack, project, quantize
@@ -115,9 +116,6 @@ def prepare_document(doc: Document) -> PreparedDocument:
     )
 
 
-SUPPORTED_LIST = (".txt", ".md", ".html", ".pdf", ".docx")
-
-
 def _load_corpus(corpus_dir: Path, old: LoadedIndex | None, progress: bool = False,
                  files: list[tuple[Path, str]] | None = None) -> tuple[list[Document], list[Skipped], set[str]]:
     """Every readable file as a Document; files whose bytes are unchanged are not parsed again.
@@ -140,8 +138,7 @@ def _load_corpus(corpus_dir: Path, old: LoadedIndex | None, progress: bool = Fal
             prev = old.docs.get(doc_id) if old is not None else None
             if prev is not None and prev.content_hash == h:
                 reused.add(doc_id)
-                date = DocDate(prev.date_iso, prev.date_start, prev.date_end, prev.date_source or "text") if prev.date_iso else None
-                docs.append(Document(doc_id, prev.title, prev.text, h, date, prev.format, prev.page_starts, prev.furniture))
+                docs.append(prev.as_document())
             else:
                 docs.append(load_bytes(data, doc_id, content_hash_=h))
         except DocumentError as e:
@@ -207,14 +204,13 @@ def build_lock(index_dir: Path, *, wait: float = 0.0, log: Callable[[str], None]
 
 def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t0) -> BuildReport:
     # Leftovers of builds that were killed midway.
-    for p in index_dir.glob("gen-*.tmp"):
-        shutil.rmtree(p, ignore_errors=True)
+    remove_unpublished(index_dir)
 
     old: LoadedIndex | None = None
     if not rebuild and current_generation(index_dir) is not None:
         try:
             old = LoadedIndex.open(index_dir)
-        except IndexError_ as e:
+        except UnusableIndexError as e:
             problem = str(e).split(" — ")[0]  # the advice to rebuild is what happens next
             log(f"note: previous index not reused ({problem}); building from scratch")
             old = None
@@ -249,7 +245,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         log(f"skipped {s.path}: {s.reason}")
     if not docs:
         raise BuildError(
-            f"nothing to index in {corpus_dir}: no readable {', '.join(SUPPORTED_LIST)} files"
+            f"nothing to index in {corpus_dir}: no readable {', '.join(SUPPORTED_SUFFIXES)} files"
             + (f" ({len(skipped)} skipped)" if skipped else "")
         )
 
@@ -396,14 +392,15 @@ def write_generation(
                 w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
                 w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
                 sent_vec_parts.append(old.sent_vecs[old_sids])
+                assert old_tokens is not None  # made with `old`, which is not None here
                 token_parts.extend(old_tokens.quantized(o) for o in old_sids)
                 pass_vec_parts.append(old.pass_vecs[old_pids])
                 if len(old_sids):
-                    sent_terms.add_from(old.sentence_terms, old_sids[0], old_sids[-1])
+                    sent_terms.add_from(old.sentence_bm25, old_sids[0], old_sids[-1])
                     mention_terms.add_from(old.mention_terms, int(old.mention_bounds[old_sids[0]]),
                                            int(old.mention_bounds[old_sids[-1] + 1]) - 1)
                 if len(old_pids):
-                    pass_terms.add_from(old.passage_terms, old_pids[0], old_pids[-1])
+                    pass_terms.add_from(old.passage_bm25, old_pids[0], old_pids[-1])
                 sid += len(old_sids)
                 pid += len(old_pids)
             else:

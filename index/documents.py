@@ -119,13 +119,13 @@ def find_dates(text: str, start: int = 0, end: int | None = None) -> list[DocDat
             except (ValueError, KeyError):
                 continue
             found.append(DocDate(d.isoformat(), m.start(), m.end()))
-    found.sort(key=lambda x: x.start)
+    found.sort(key=lambda x: x.start or 0)  # find_dates' dates always have their span
     # Drop matches nested in an earlier, longer one.
     out: list[DocDate] = []
-    for d in found:
-        if out and d.start < out[-1].end:
+    for f in found:
+        if out and (f.start or 0) < (out[-1].end or 0):
             continue
-        out.append(d)
+        out.append(f)
     return out
 
 
@@ -150,7 +150,7 @@ def detect_document_date(text: str) -> DocDate | None:
             d
             for d in dates
             if m.end() - m.start() <= 40
-            or (d.start - m.start() <= 40 and re.match(r"\s*(?:[(:—–-]|$)", text[d.end : m.end()]))
+            or ((d.start or 0) - m.start() <= 40 and re.match(r"\s*(?:[(:—–-]|$)", text[d.end : m.end()]))
         ]
         if dates:
             return DocDate(dates[0].iso, dates[0].start, dates[0].end, "dateline")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -95,7 +95,7 @@ class SentenceTransformerEncoder:
             from tqdm import tqdm
 
             bar = tqdm(total=len(texts), desc="embedding", unit="text")
-        outs = []
+        outs: list[Any] = []  # sentence-transformers' per-text output dicts
         step = batch_size * 4
         for i in range(0, len(texts), step):
             outs.extend(

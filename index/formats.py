@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 # How much of a text may be control characters before we call it binary (after decoding).
 MAX_CONTROL_RATIO = 0.05
@@ -205,7 +206,8 @@ def extract_html(data: bytes) -> Extracted:
     for el in tree.iter(*_BLOCK_TAGS):
         if not el.tail or not el.tail[0].isspace():
             el.tail = "\n" + (el.tail or "")
-    doc = trafilatura.bare_extraction(
+    # With output_format="python" it is trafilatura's Document (or None), never the dict its type also allows.
+    doc: Any = trafilatura.bare_extraction(
         tree,
         output_format="python",
         with_metadata=True,
@@ -282,9 +284,9 @@ def extract_pdf(data: bytes) -> Extracted:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             try:
-                ok = reader.decrypt("")
+                ok = bool(reader.decrypt(""))  # PasswordType.NOT_DECRYPTED is 0
             except Exception:  # pypdf raises several types for unsupported encryption
-                ok = 0
+                ok = False
             if not ok:
                 raise DocumentError("encrypted PDF (needs a password); save an unencrypted copy")
         pages = [page.extract_text() or "" for page in reader.pages]

@@ -16,19 +16,19 @@ Example::
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from index.annotate import ANNOTATOR_VERSION
 from index.build import BuildError, BuildReport, build_lock, write_generation
-from index.documents import LOADER_VERSION, DocDate, Document, DocumentError, load_bytes, read_file
+from index.documents import LOADER_VERSION, Document, DocumentError, load_bytes, read_file
 from index.encoder import Encoder
-from index.loaded import DocRecord, LoadedIndex
+from index.loaded import LoadedIndex
 from index.split import SPLITTER_VERSION
-from index.store import current_generation
+from index.store import current_generation, remove_unpublished
 from index.uploads import clean_temporaries, pending_changes, record_deletion, save_upload, uploaded_ids
 
 # How long a change waits for another writer (a `qa index`, another upload) before giving up.
@@ -43,27 +43,23 @@ class UnknownDocumentError(LiveUpdateError):
     pass
 
 
+ChangeAction = Literal["added", "replaced", "unchanged", "deleted"]
+
+
 @dataclass(frozen=True)
 class Change:
     """One applied change: what happened to which document, and the generation that shows it."""
 
     doc_id: str
-    action: str  # "added", "replaced", "unchanged" or "deleted"
+    action: ChangeAction
     generation: str  # folder name of the live generation afterwards
     report: BuildReport
     seconds: float
 
 
-def _document(rec: DocRecord) -> Document:
-    """An indexed document as the build takes it (copied as it is, never parsed again)."""
-    date = DocDate(rec.date_iso, rec.date_start, rec.date_end, rec.date_source or "text") if rec.date_iso else None
-    return Document(rec.doc_id, rec.title, rec.text, rec.content_hash, date, rec.format, rec.page_starts, rec.furniture)
-
-
 def _live(index_dir: Path, hint: LoadedIndex | None, encoder: Encoder) -> LoadedIndex:
     """The live generation (the caller holds the lock): ``hint`` when it still is the live one."""
-    for p in index_dir.glob("gen-*.tmp"):  # a killed writer's leftovers; no writer runs while we hold the lock
-        shutil.rmtree(p, ignore_errors=True)
+    remove_unpublished(index_dir)  # a killed writer's leftovers; no writer runs while we hold the lock
     clean_temporaries(index_dir)
     gen = current_generation(index_dir)
     old = hint if hint is not None and gen is not None and hint.gen_dir == gen else LoadedIndex.open(index_dir)
@@ -108,7 +104,7 @@ def add_document(index_dir: Path, doc: Document, data: bytes, encoder: Encoder, 
             report = BuildReport(index_dir=str(index_dir), encoder=old.encoder_name, unchanged=[doc.doc_id],
                                  documents=len(old.docs), sentences=old.n_sentences(), passages=old.n_passages())
             return Change(doc.doc_id, "unchanged", old.gen_dir.name, report, time.perf_counter() - t0)
-        docs = [doc if rec.doc_id == doc.doc_id else _document(rec) for rec in old.docs.values()]
+        docs = [doc if rec.doc_id == doc.doc_id else rec.as_document() for rec in old.docs.values()]
         if prev is None:
             docs.append(doc)
         reused = set(old.docs) - {doc.doc_id}
@@ -129,7 +125,7 @@ def delete_document(index_dir: Path, doc_id: str, encoder: Encoder, *,
             raise LiveUpdateError(
                 f"{doc_id[:80]!r} is the last document of the index, which cannot be empty; upload another first"
             )
-        docs = [_document(rec) for rec in old.docs.values() if rec.doc_id != doc_id]
+        docs = [rec.as_document() for rec in old.docs.values() if rec.doc_id != doc_id]
         report, gen = _publish(index_dir, docs, {d.doc_id for d in docs}, old, encoder,
                                lambda: record_deletion(index_dir, doc_id))
     return Change(doc_id, "deleted", gen, report, time.perf_counter() - t0)
@@ -153,7 +149,8 @@ def apply_pending(index_dir: Path, encoder: Encoder, *, hint: LoadedIndex | None
                 log(f"skipped uploaded file {uploads[doc_id]}: {e}")
         gone = set(pending.deletions)
         fresh = set(new)
-        docs = [new.pop(rec.doc_id, None) or _document(rec) for rec in old.docs.values() if rec.doc_id not in gone]
+        docs = [new.pop(rec.doc_id) if rec.doc_id in new else rec.as_document() for rec in old.docs.values()
+                if rec.doc_id not in gone]
         docs += new.values()
         reused = {d.doc_id for d in docs} - fresh
         if not docs:

@@ -20,6 +20,7 @@ import numpy as np
 from index.annotate import EMPTY_PARSE, Parse
 from index.arrays import load_array
 from index.bm25 import Bm25Index
+from index.documents import DocDate, Document
 from index.store import (
     CorruptIndexError,
     NoIndexError,
@@ -45,6 +46,12 @@ class DocRecord:
     page_starts: tuple[int, ...] = ()  # PDF: offset where page i+1 starts
     furniture: tuple[tuple[int, int], ...] = ()  # page furniture: shown, never answerable
 
+    def as_document(self) -> Document:
+        """The indexed document as the build takes it (copied as it is, never parsed again)."""
+        date = DocDate(self.date_iso, self.date_start, self.date_end, self.date_source or "text") if self.date_iso else None
+        return Document(self.doc_id, self.title, self.text, self.content_hash, date, self.format, self.page_starts,
+                        self.furniture)
+
 
 class _RowView(Sequence):
     """A read-only sequence computed per item from arrays (``len``, index, iterate)."""
@@ -56,7 +63,7 @@ class _RowView(Sequence):
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, i):  # type: ignore[override]
+    def __getitem__(self, i):
         if isinstance(i, slice):
             return [self._get(j) for j in range(*i.indices(self._n))]
         if i < 0:
@@ -77,7 +84,7 @@ class LoadedIndex:
     ``sent_text`` / ``pass_text`` (id → text), ``sent_start``, ``sent_end``, ``sent_passage``, ``sent_page``,
     ``pass_first``, ``pass_last``, ``pass_start``, ``pass_end`` (arrays), ``mentions`` (sentence id →
     ``[(start, end, label, value)]``), ``parse(sid)`` (read on demand), ``sent_vecs`` / ``pass_vecs``, ``sent_faiss`` / ``pass_faiss``,
-    ``sentence_terms`` / ``passage_terms`` (BM25), and the terms analyzed at index time for the
+    ``sentence_bm25`` / ``passage_bm25`` (BM25 over sentences and passages), and the terms analyzed at index time for the
     answer step: ``doc_title_terms(doc_id)``, ``sentence_mention_terms(sid)``.
     """
 
@@ -149,7 +156,7 @@ class LoadedIndex:
         # Page starts and furniture are "[]" for plain text: parse only what holds something.
         self.docs = {
             r[0]: DocRecord(
-                *r[:10],
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                 page_starts=tuple(int(p) for p in json.loads(r[10])) if r[10] != "[]" else (),
                 furniture=tuple((int(a), int(b)) for a, b in json.loads(r[11])) if r[11] != "[]" else (),
             )
@@ -216,14 +223,14 @@ class LoadedIndex:
         if self.pass_vecs.ndim != 2 or self.pass_vecs.shape[0] != n_p:
             raise ValueError(f"{self.pass_vecs.shape[0]} vectors for {n_p} passages")
         self._reading = gen / "sentences.terms.json"
-        self.sentence_terms = Bm25Index.load(gen, "sentences")
+        self.sentence_bm25 = Bm25Index.load(gen, "sentences")
         self._reading = gen / "passages.terms.json"
-        self.passage_terms = Bm25Index.load(gen, "passages")
+        self.passage_bm25 = Bm25Index.load(gen, "passages")
         self._reading = gen / "titles.terms.json"
         self.title_terms = Bm25Index.load(gen, "titles")
         self._reading = gen / "mentions.terms.json"
         self.mention_terms = Bm25Index.load(gen, "mentions")
-        if (self.sentence_terms.n, self.passage_terms.n, self.title_terms.n, self.mention_terms.n) != (
+        if (self.sentence_bm25.n, self.passage_bm25.n, self.title_terms.n, self.mention_terms.n) != (
             n_s, n_p, len(rows), len(m)
         ):
             raise ValueError("stored terms do not match the records")

@@ -66,19 +66,25 @@ CREATE INDEX mentions_sentence ON mentions(sentence_id);
 """
 
 
-class IndexError_(Exception):
-    """Base for index problems; the message says what to do next."""
+class UnusableIndexError(Exception):
+    """An index that cannot be used as it is: none there, built by another citeqa, or damaged.
+
+    The message says what to do next; ``exit_code`` is the command line's for it: 1 (failure),
+    or 2 (bad usage) for a folder that holds no index at all.
+    """
+
+    exit_code = 1
 
 
-class NoIndexError(IndexError_):
+class NoIndexError(UnusableIndexError):
+    exit_code = 2
+
+
+class IncompatibleIndexError(UnusableIndexError):
     pass
 
 
-class IncompatibleIndexError(IndexError_):
-    pass
-
-
-class CorruptIndexError(IndexError_):
+class CorruptIndexError(UnusableIndexError):
     pass
 
 
@@ -122,11 +128,17 @@ def new_generation_dir(index_dir: Path) -> Path:
     return path
 
 
+def remove_unpublished(index_dir: Path) -> None:
+    """Drop generations a killed writer left half-written (never published; the caller holds the lock)."""
+    for p in index_dir.glob("gen-*.tmp"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
 def publish_generation(index_dir: Path, tmp_gen: Path) -> Path:
     """Make ``tmp_gen`` the live generation (atomic), then drop older generations but one."""
     final = tmp_gen.with_suffix("")
     os.replace(tmp_gen, final)
-    _fsync_dir(final)
+    fsync_dir(final)
     cur_tmp = index_dir / "CURRENT.tmp"
     with open(cur_tmp, "w") as f:
         f.write(final.name + "\n")
@@ -134,7 +146,7 @@ def publish_generation(index_dir: Path, tmp_gen: Path) -> Path:
         os.fsync(f.fileno())
     previous = current_generation(index_dir)
     os.replace(cur_tmp, index_dir / "CURRENT")
-    _fsync_dir(index_dir)
+    fsync_dir(index_dir)
     keep = {final.name} | ({previous.name} if previous else set())
     # The previous generation stays one build longer: a server may still be reading it.
     for p in index_dir.iterdir():
@@ -143,7 +155,8 @@ def publish_generation(index_dir: Path, tmp_gen: Path) -> Path:
     return final
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or removal inside ``path`` durable (a folder that cannot be opened is skipped)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -222,7 +235,7 @@ class GenerationWriter:
         from index import vectors as vector_index
 
         path = self.dir / f"{name}.npy"
-        if not (isinstance(vectors, np.memmap) and Path(vectors.filename).resolve() == path.resolve()):
+        if not (isinstance(vectors, np.memmap) and vectors.filename is not None and Path(vectors.filename).resolve() == path.resolve()):
             np.save(path, np.ascontiguousarray(vectors, dtype=np.float32))
         stored = np.load(path, mmap_mode="r")
         idx = vector_index.build(stored, previous)  # type: ignore[arg-type]
@@ -237,7 +250,7 @@ class GenerationWriter:
         ``tokens`` may already be a memory-mapped ``tokens.npy`` of this generation (as with
         ``save_vectors``: large collections are written in place)."""
         path = self.dir / "tokens.npy"
-        if not (isinstance(tokens, np.memmap) and Path(tokens.filename).resolve() == path.resolve()):
+        if not (isinstance(tokens, np.memmap) and tokens.filename is not None and Path(tokens.filename).resolve() == path.resolve()):
             np.save(path, tokens)
         np.save(self.dir / "token_starts.npy", starts)
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from index.documents import SUPPORTED_SUFFIXES, DocumentError, content_hash, iter_files, read_file
 from index.loaded import LoadedIndex
+from index.store import fsync_dir
 
 UPLOADS = "uploads"
 DELETED = "deleted.json"
@@ -109,15 +110,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def _write_deleted(index_dir: Path, ids: set[str]) -> None:
@@ -140,7 +133,7 @@ def record_deletion(index_dir: Path, doc_id: str) -> None:
     path = upload_path(index_dir, doc_id)
     if path.is_file():
         path.unlink()
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def leftovers(index_dir: Path) -> bool:

@@ -9,7 +9,7 @@
   to scan ``MIN_SCAN`` vectors if that is more.
   Codes take a quarter of float vectors' memory and a quarter of the scan's memory traffic.
 
-Why IVF and not HNSW, measured with real MiniLM sentence vectors (eval/scale.py's pool, 2 shared
+Why IVF and not HNSW, measured with real MiniLM sentence vectors (eval/bench/scale.py's pool, 2 shared
 cores): on 1M passages IVF4096,SQ8 with nprobe 128 and the re-rank gave recall@10 0.984-0.989
 against exact search at ~1.3 ms a query; on 200k topical passages HNSW32 reached only 0.88
 recall@10 at efSearch 128 (IVF2048,SQ8: 0.977 at nprobe 128; near-duplicate neighbourhoods defeat
@@ -52,7 +52,8 @@ ADD_CHUNK = 65_536
 class VectorSearch(Protocol):
     """What the retriever needs of a vector index (FAISS's own search signature)."""
 
-    ntotal: int
+    @property
+    def ntotal(self) -> int: ...
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -169,11 +170,11 @@ def _build(vectors: np.ndarray, previous: VectorIndex | None, force: str | None)
     n, dim = vectors.shape
     plan = plan_for(n, force)
     if plan.kind == "flat":
-        idx = faiss.IndexFlatIP(dim)
+        flat = faiss.IndexFlatIP(dim)
         for s in range(0, n, ADD_CHUNK):
-            idx.add(np.ascontiguousarray(vectors[s : s + ADD_CHUNK], dtype=np.float32))
-        return VectorIndex(idx, vectors, plan)
-    idx = None
+            flat.add(np.ascontiguousarray(vectors[s : s + ADD_CHUNK], dtype=np.float32))
+        return VectorIndex(flat, vectors, plan)
+    idx: faiss.Index | None = None
     if previous is not None and previous.plan.kind == "ivf" and previous.faiss.d == dim:
         old = previous.plan
         # Reuse the trained centroids while they still fit the collection's size and content.

@@ -14,7 +14,8 @@ import re
 from index.loaded import LoadedIndex
 from qa.analyze import Question
 from qa.answer import AnswerStep, Decision
-from qa.types import Answer, Citation
+from qa.features import SpanCandidate
+from qa.types import Answer, AnswerPart, AnswerSource, Citation
 
 _SEVERAL = re.compile(r"\b(?:two|both|each|three)\b", re.I)
 
@@ -53,13 +54,22 @@ class Citer:
         )
 
     def answer(
-        self, question: str, q: Question, decision: Decision, k: int, id: str | None, extra: dict[str, object]
+        self,
+        question: str,
+        q: Question,
+        decision: Decision,
+        k: int,
+        id: str | None,
+        *,
+        reader: str,
+        resolved_question: str | None = None,
     ) -> Answer:
         """The cited answer to ``question`` from ``decision`` (whose ``ranked`` is not empty)."""
         best_sid, best_score = decision.ranked[0]
-        extra["support"] = round(decision.support, 4)
         answer_text: str | None = None
-        source = None
+        note: str | None = None
+        parts: tuple[AnswerPart, ...] | None = None
+        source: AnswerSource | None = None
         doc_span: tuple[str, int, int] | None = None
         span: tuple[int, int] | None = None
         if not decision.abstain:
@@ -69,7 +79,7 @@ class Citer:
                 answer_text = doc.text[doc.date_start : doc.date_end]
                 source = "document_date"
                 doc_span = (doc.doc_id, int(doc.date_start), int(doc.date_end))
-                extra["answer_note"] = "the cited sentence gives no date; this is the date the document was written"
+                note = "the cited sentence gives no date; this is the date the document was written"
             elif decision.span is not None:
                 sp = decision.span
                 answer_text = self.index.sent_text[best_sid][sp.start : sp.end]
@@ -82,18 +92,16 @@ class Citer:
                 doc_span = (self.index.sent_doc[best_sid], s0, s0 + len(text))
         citations = [self.citation(best_sid, best_score, span)]
         second = self._second_part(q, decision) if source == "sentence" and span is not None else None
-        if second is not None:
+        if second is not None and span is not None:
             # A question that asks for two things ("which two …", "who led each side"): the second
             # phrase, from its own sentence (cited next) or from the same one.
             sid2, sp2 = second
             if sid2 == best_sid:
-                parts = [(0, span), (0, (sp2.start, sp2.end))]
+                where = [(0, span), (0, (sp2.start, sp2.end))]
             else:
                 citations.append(self.citation(sid2, dict(decision.ranked).get(sid2, 0.0), (sp2.start, sp2.end)))
-                parts = [(0, span), (1, (sp2.start, sp2.end))]
-            extra["answers"] = [
-                {"text": citations[c].sentence[a:b], "citation": c, "answer_start": a, "answer_end": b} for c, (a, b) in parts
-            ]
+                where = [(0, span), (1, (sp2.start, sp2.end))]
+            parts = tuple(AnswerPart(citations[c].sentence[a:b], c, a, b) for c, (a, b) in where)
         cited = {(c.doc_id, c.start) for c in citations}
         for sid, score in decision.ranked[1:]:
             if len(citations) >= k:
@@ -114,10 +122,14 @@ class Citer:
             answer_doc_start=doc_span[1] if doc_span else None,
             answer_doc_end=doc_span[2] if doc_span else None,
             expected_type=q.expected,
-            extra=extra,
+            resolved_question=resolved_question,
+            reader=reader,
+            support=round(decision.support, 4),
+            answer_note=note,
+            answers=parts,
         )
 
-    def _second_part(self, q, decision) -> tuple[int, object] | None:
+    def _second_part(self, q: Question, decision: Decision) -> tuple[int, SpanCandidate] | None:
         """The second phrase of a question asking for two (or each/both), or None."""
         if not wants_several(q.text) or decision.span is None:
             return None

@@ -1,4 +1,9 @@
-"""The `qa` command: the one place that knows every room (index, ask, show, serve, eval).
+"""The `qa` command: `ask` and `show` are the qa room's own; the other rooms own theirs.
+
+`qa index …` is `python -m index …` (its arguments are imported from ``index/__main__.py``, as
+pyserini's composite commands import the others' definitions); `qa serve …` and `qa eval …` run
+`python -m web …` and `python -m eval …` in this process's place (``os.execv``): qa sits below
+web and eval, and never imports them, at any depth. Each is loaded only when it is the command.
 
 Exit codes: 0 ok, 1 failure, 2 bad usage (including a missing index or an empty question).
 """
@@ -10,6 +15,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qa.types import Answer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -31,9 +40,20 @@ def _err(msg: str) -> None:
     print(f"qa: {msg}", file=sys.stderr)
 
 
-def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
-    """The `qa` parser; ``with_eval=False`` leaves out `qa eval`'s options (importing the eval room
-    costs ~0.1 s of every cold `qa ask`)."""
+# Commands that are another program: their room's `python -m` module, run in place of `qa`.
+ROOM_PROGRAMS = {"serve": "web", "eval": "eval"}
+ROOM_HELP = {
+    "serve": "serve the web chat and JSON API",
+    "eval": "score answers against a gold question set (and SQuAD)",
+}
+PROG_ENV = "CITEQA_PROG"  # tells the room's program the name it runs under, for its usage lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `qa` parser: ask and show, index's arguments from its room, serve and eval listed."""
+    from index.__main__ import HELP as INDEX_HELP
+    from index.__main__ import configure_parser as configure_index
+
     p = argparse.ArgumentParser(
         prog="qa",
         description="Ask questions of a folder of documents; every answer is a cited quote.",
@@ -41,23 +61,7 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    pi = sub.add_parser(
-        "index",
-        help="index (or update the index of) a folder of documents (.txt .md .html .pdf .docx)",
-        description="Index every .txt, .md, .html/.htm, .pdf and .docx file under CORPUS (recursively); files "
-        "that cannot be read are skipped with a reason. Re-running only "
-        "re-embeds new or changed files and drops deleted ones. The index is replaced atomically: "
-        "an interrupted build leaves the previous index usable.",
-    )
-    pi.add_argument("corpus", type=Path, metavar="CORPUS", help="folder of documents")
-    pi.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
-    pi.add_argument("--encoder", choices=["minilm", "minilm-int8"], default=None,
-                    help="embedding model: minilm-int8 (int8 ONNX, no torch) or minilm (fp32 torch); "
-                    "default: the one the existing index uses, else minilm-int8")
-    pi.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
-    pi.add_argument("--json", action="store_true", help="print the build report as JSON")
-    pi.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    configure_index(sub.add_parser("index", help=INDEX_HELP))
 
     pa = sub.add_parser(
         "ask",
@@ -83,50 +87,14 @@ def build_parser(with_eval: bool = True) -> argparse.ArgumentParser:
     ps.add_argument("doc_id", metavar="DOC_ID")
     ps.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
 
-    pv = sub.add_parser("serve", help="serve the web chat and JSON API",
-                        description="Serve the chat on http://HOST:PORT/ and the API under /api.")
-    pv.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
-    pv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    pv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    pv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-
-    pe = sub.add_parser("eval", help="score answers against a gold question set (and SQuAD)",
-                        description="Evaluate citeqa against a gold set; writes report.json, report.md and plots.")
-    if with_eval:
-        try:
-            from eval.run import configure_parser
-        except ImportError:  # pragma: no cover - eval room not installed
-            configure_parser = None
-        if configure_parser is not None:
-            configure_parser(pe)
+    for name, helptext in ROOM_HELP.items():
+        sub.add_parser(name, help=helptext, add_help=False)  # parsed by the room's own program
     return p
-
-
-# --- index ----------------------------------------------------------------------------------
-def cmd_index(args: argparse.Namespace) -> int:
-    from index.build import BuildError, build_index
-
-    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    try:
-        report = build_index(args.corpus, args.index, encoder_name=args.encoder, rebuild=args.rebuild,
-                             progress=not args.quiet, log=log)
-    except BuildError as e:
-        _err(str(e))
-        return 1
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-        return 0
-    print(
-        f"indexed {report.documents} documents ({report.sentences} sentences, {report.passages} passages) "
-        f"into {args.index} in {report.seconds:.1f}s: {len(report.added)} added, {len(report.changed)} changed, "
-        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed, {len(report.skipped)} skipped"
-    )
-    return 0
 
 
 # --- ask ------------------------------------------------------------------------------------
 def _open_engine(index_dir: Path, reader: str = "neural"):
-    from index.store import IndexError_, NoIndexError
+    from index.store import UnusableIndexError
     from qa.engine import Engine
     from qa.reader import ReaderUnavailableError
 
@@ -135,12 +103,9 @@ def _open_engine(index_dir: Path, reader: str = "neural"):
     except ReaderUnavailableError as e:
         _err(str(e))
         return None, 1
-    except NoIndexError as e:
+    except UnusableIndexError as e:
         _err(str(e))
-        return None, 2
-    except IndexError_ as e:
-        _err(str(e))
-        return None, 1
+        return None, e.exit_code
 
 
 _BOLD_YELLOW = "\033[1;33m"
@@ -148,36 +113,35 @@ _DIM = "\033[2m"
 _RESET = "\033[0m"
 
 
-def render_human(ans: dict, color: bool) -> str:
-    def hl(s: str, ranges: list[tuple[int, int]]) -> str:
+def render_human(ans: Answer, color: bool) -> str:
+    """The answer for a person, from the same view the chat shows (``qa.view``)."""
+    from qa.view import ANSWER_JOIN, answer_view
+
+    view = answer_view(ans)
+
+    def hl(s: str, ranges: tuple[tuple[int, int], ...]) -> str:
         mark = (_BOLD_YELLOW, _RESET) if color else ("«", "»")
-        for a, b in sorted(set(ranges), reverse=True):
+        for a, b in sorted(ranges, reverse=True):
             s = s[:a] + mark[0] + s[a:b] + mark[1] + s[b:]
         return s
 
     lines = []
-    if ans["abstained"]:
-        lines.append(f"The documents don't say. (confidence {ans['confidence']:.2f})")
+    if ans.abstained:
+        lines.append(f"The documents don't say. (confidence {round(ans.confidence, 4):.2f})")
         lines.append("Nearest passages (not an answer):")
     else:
-        answer = ans["answer"]
-        parts = [p["text"] for p in ans.get("answers") or []]
-        if len(parts) > 1:
-            shown = " · ".join(f"{_BOLD_YELLOW}{p}{_RESET}" if color else p for p in parts)
-            lines.append(shown if color else f"Answers: {shown}")
+        parts = ans.answers if ans.answers is not None and len(ans.answers) > 1 else None
+        if color:  # each part of a two-part answer highlighted on its own, the join not
+            lines.append(ANSWER_JOIN.join(f"{_BOLD_YELLOW}{t}{_RESET}" for t in ([p.text for p in parts] if parts else [view.phrase])))
         else:
-            lines.append(f"{_BOLD_YELLOW}{answer}{_RESET}" if color else f"Answer: {answer}")
-        if ans.get("answer_note"):
-            lines.append(f"  ({ans['answer_note']})")
-        lines.append(f"  confidence {ans['confidence']:.2f}")
-    for i, c in enumerate(ans["citations"], 1):
-        ranges = [(p["answer_start"], p["answer_end"]) for p in ans.get("answers") or [] if p["citation"] == i - 1]
-        if c.get("answer_start") is not None and c.get("answer_end") is not None:
-            ranges.append((c["answer_start"], c["answer_end"]))
-        sent = hl(c["sentence"], ranges)
-        meta = (c["title"][:80] + (f" — {c['date']}" if c.get("date") else "") + f" — {c['doc_id']}"
-                + (f" p. {c['page']}" if c.get("page") else "") + f" [{c['start']}:{c['end']}]")
-        lines.append(f"[{i}] {sent}")
+            lines.append(f"{'Answers' if parts else 'Answer'}: {view.phrase}")
+        if ans.answer_note:
+            lines.append(f"  ({ans.answer_note})")
+        lines.append(f"  confidence {round(ans.confidence, 4):.2f}")
+    for i, (c, marks) in enumerate(zip(ans.citations, view.marks, strict=True), 1):
+        meta = (c.title[:80] + (f" — {c.date}" if c.date else "") + f" — {c.doc_id}"
+                + (f" p. {c.page}" if c.page else "") + f" [{c.start}:{c.end}]")
+        lines.append(f"[{i}] {hl(c.sentence, marks)}")
         lines.append(f"    {_DIM}{meta}{_RESET}" if color else f"    {meta}")
     return "\n".join(lines)
 
@@ -217,12 +181,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if not args.jsonl:
         try:
             prev = Previous(args.after) if args.after else None
-            ans = engine.ask(args.question, k=args.k, previous=prev).to_dict()
+            ans = engine.ask(args.question, k=args.k, previous=prev)
         except QuestionError as e:
             _err(str(e))
             return 2
         if args.json:
-            print(json.dumps(ans, ensure_ascii=False))
+            print(json.dumps(ans.to_dict(), ensure_ascii=False))
         else:
             print(render_human(ans, color=sys.stdout.isatty()))
         return 0
@@ -248,16 +212,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
 # --- show -----------------------------------------------------------------------------------
 def cmd_show(args: argparse.Namespace) -> int:
     from index.loaded import LoadedIndex
-    from index.store import IndexError_, NoIndexError
+    from index.store import UnusableIndexError
 
     try:
         idx = LoadedIndex.open(args.index)
-    except NoIndexError as e:
+    except UnusableIndexError as e:
         _err(str(e))
-        return 2
-    except IndexError_ as e:
-        _err(str(e))
-        return 1
+        return e.exit_code
     doc = idx.docs.get(args.doc_id)
     if doc is None:
         _err(f"no document {args.doc_id!r} in {args.index} — list them with: qa ask --index {args.index} …, or see /api/documents")
@@ -268,31 +229,36 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- serve / eval ---------------------------------------------------------------------------
-def cmd_serve(args: argparse.Namespace) -> int:
+# --- index, serve, eval: the other rooms' command lines ----------------------------------------
+def run_room_program(command: str, argv: list[str]) -> int:
+    """Run `python -m ROOM ARGV` in place of this process (same pid, streams and exit code)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.environ[PROG_ENV] = f"qa {command}"
+    module = ROOM_PROGRAMS[command]
     try:
-        from web.app import serve
-    except ImportError as e:
-        _err(f"the web chat is not available: {e}")
-        return 1
-    return serve(args.index, host=args.host, port=args.port, workers=args.workers)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from eval.run import run
-
-    return run(args)
+        # -P: the room is the installed one, never a folder of the same name where `qa` was run.
+        os.execv(sys.executable, [sys.executable, "-P", "-m", module, *argv])
+    except OSError as e:
+        _err(f"cannot run {module}: {e}")
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # `qa eval` and bare `qa --help` list every option; the other commands do not need eval's.
-    parser = build_parser(with_eval=not argv or argv[0] not in ("index", "ask", "show", "serve"))
+    if argv[:1] and argv[0] in ROOM_PROGRAMS:
+        return run_room_program(argv[0], argv[1:])
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"index": cmd_index, "ask": cmd_ask, "show": cmd_show, "serve": cmd_serve, "eval": cmd_eval}[args.command]
+    if args.command == "index":
+        from index.__main__ import run as run_index
+
+        handler = run_index
+    else:
+        handler = {"ask": cmd_ask, "show": cmd_show}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

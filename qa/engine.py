@@ -134,8 +134,7 @@ class Engine:
         else:
             reader = self.reader if method == "citeqa" else self.reader_named(method)
             ans = self._ask(question, k, id, previous, reader)
-        ans.extra["latency_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        return ans
+        return replace(ans, latency_ms=round((time.perf_counter() - t0) * 1000, 2))
 
     def reader_named(self, name: str) -> Reader:
         """The reader ``name`` over this engine's index (made once, kept)."""
@@ -151,7 +150,6 @@ class Engine:
         if self.index.n_sentences() == 0:
             return Answer(question, None, True, 0.0, (), id=id, expected_type=q.expected)
         step = self.answerer
-        extra: dict[str, object] = {}
         resolved = resolve(question, previous)
         also: list[int] = []
         avoid = None
@@ -162,13 +160,14 @@ class Engine:
             if prev_doc in self.index.docs:
                 also = list(self.index.doc_sentences[prev_doc])
             avoid = previous.answer if previous else None
-            extra["resolved_question"] = resolved.search_text
         qv = self.question_vectors(resolved.search_text)
         decision = reader.read(q, qv, step.gather(q, qv, also=also), avoid=avoid)
         if not decision.ranked:
             return Answer(question, None, True, 0.0, (), id=id, expected_type=q.expected)
-        extra["reader"] = reader.name
-        return self.citer.answer(question, q, decision, k, id, extra)
+        return self.citer.answer(
+            question, q, decision, k, id, reader=reader.name,
+            resolved_question=resolved.search_text if resolved.is_follow_up else None,
+        )
 
     def _baseline(self, question: str, sids: list[int], scores: list[float], id: str | None) -> Answer:
         cits = tuple(self.citer.citation(s, sc) for s, sc in zip(sids, scores, strict=True))

@@ -13,6 +13,7 @@ import numpy as np
 
 from index.bm25 import Bm25Index
 from index.loaded import LoadedIndex
+from index.vectors import VectorSearch
 
 RRF_K = 60
 
@@ -44,25 +45,28 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
     return idx[np.argsort(-scores[idx], kind="stable")]
 
 
+def _nearest(vectors: VectorSearch, n: int, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Search a vector index of ``n`` rows; ids a search could not fill (-1) are dropped."""
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    scores, ids = vectors.search(qvec.reshape(1, -1), min(k, n))
+    keep = ids[0] >= 0
+    return ids[0][keep], scores[0][keep]
+
+
 class Retriever:
     def __init__(self, index: LoadedIndex) -> None:
         self.index = index
-        self.passage_bm25: Bm25Index = index.passage_terms
-        self.sentence_bm25: Bm25Index = index.sentence_terms
+        self.passage_bm25: Bm25Index = index.passage_bm25
+        self.sentence_bm25: Bm25Index = index.sentence_bm25
 
     def dense_passages(self, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.index.n_passages() == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores, ids = self.index.pass_faiss.search(qvec.reshape(1, -1), min(k, self.index.n_passages()))
-        keep = ids[0] >= 0
-        return ids[0][keep], scores[0][keep]
+        """The ``k`` passages nearest to ``qvec``: (ids, scores), best first."""
+        return _nearest(self.index.pass_faiss, self.index.n_passages(), qvec, k)
 
     def dense_sentences(self, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.index.n_sentences() == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores, ids = self.index.sent_faiss.search(qvec.reshape(1, -1), min(k, self.index.n_sentences()))
-        keep = ids[0] >= 0
-        return ids[0][keep], scores[0][keep]
+        """The ``k`` sentences nearest to ``qvec``: (ids, scores), best first."""
+        return _nearest(self.index.sent_faiss, self.index.n_sentences(), qvec, k)
 
     def hybrid(self, qvec: np.ndarray, terms: list[str], k: int = 8, depth: int = 30) -> list[Hit]:
         """Top ``k`` passages by RRF of the dense and BM25 rankings (each ``depth`` deep)."""

@@ -54,7 +54,7 @@ def corpus_copy(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def live_server(demo_index: Path, tmp_path_factory: pytest.TempPathFactory):
     """`qa serve` over the demo index as a subprocess on a free loopback port; yields its base URL."""
-    from eval.load import start_server, stop_server
+    from eval.server import start_server, stop_server
 
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     server = start_server(demo_index, log=log)

@@ -45,7 +45,7 @@ def test_bench_smoke_prints_every_figure_next_to_the_baseline(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_scale_smoke_keeps_recall_and_citations(tmp_path: Path) -> None:
-    out = run_module("eval.scale", "--smoke", "--cache", str(ROOT / "eval" / "cache" / "scale"),
+    out = run_module("eval.bench.scale", "--smoke", "--cache", str(ROOT / "eval" / "cache" / "scale"),
                      "--json", str(tmp_path / "scale.json"))
     assert out.returncode == 0, out.stderr[-3000:]
     r = json.loads((tmp_path / "scale.json").read_text())

@@ -172,9 +172,9 @@ def _check_stored_terms(index_dir: Path) -> None:
     for sid in range(idx.n_sentences()):
         text = idx.sent_text[sid]
         assert idx.sentence_mention_terms(sid) == [frozenset(content_terms(text[s:e])) for s, e, *_ in idx.mentions[sid]]
-        assert idx.sentence_terms.tokens[sid] == content_terms(text)
+        assert idx.sentence_bm25.tokens[sid] == content_terms(text)
     for pid in range(idx.n_passages()):
-        assert idx.passage_terms.tokens[pid] == content_terms(idx.pass_text[pid])
+        assert idx.passage_bm25.tokens[pid] == content_terms(idx.pass_text[pid])
 
 
 def test_terms_stored_at_index_time_match_the_text_after_an_incremental_build(corpus_copy: Path, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ QUESTION = "Who is the lighthouse keeper of Skerryvore?"
 
 @pytest.fixture(scope="module")
 def writable_server(demo_index: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from eval.load import start_server, stop_server
+    from eval.server import start_server, stop_server
 
     root = tmp_path_factory.mktemp("live-browser")
     shutil.copytree(demo_index, root / "index")

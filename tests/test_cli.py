@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPUS, run_qa
+from tests.conftest import CORPUS, ROOT, run_qa
 
 CONTRACT_KEYS = {"id", "question", "answer", "abstained", "confidence", "citations"}
 CITATION_KEYS = {"doc_id", "title", "sentence", "start", "end", "score", "answer_start", "answer_end"}
@@ -130,3 +133,32 @@ def test_help_explains_each_command(cmd: list[str]) -> None:
     r = run_qa(*cmd, "--help")
     assert r.returncode == 0
     assert "usage: qa" in r.stdout and "--index" in r.stdout if cmd else "examples:" in r.stdout
+
+
+def test_qa_and_index_never_import_web_or_eval() -> None:
+    """Imports point one way (web → qa → index, eval → qa): no import statement of qa/ or index/,
+    at any depth (inside functions too), names web or eval; index/ names no qa either."""
+    import ast
+
+    below = {"qa": {"web", "eval"}, "index": {"web", "eval", "qa"}}
+    found = []
+    for room, banned in below.items():
+        for path in sorted((ROOT / room).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                found += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.split(".")[0] in banned]
+    assert not found
+
+
+@pytest.mark.parametrize(("module", "name"), [("index", "qa index"), ("web", "qa serve"), ("eval", "qa eval")])
+def test_each_room_owns_its_command_line(module: str, name: str) -> None:
+    own = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert own.returncode == 0 and f"usage: python -m {module}" in own.stdout
+    composed = run_qa(*name.split()[1:], "--help")
+    assert composed.returncode == 0 and f"usage: {name}" in composed.stdout
+    # The same options under either name.
+    import re
+
+    assert set(re.findall(r"--[a-z-]+", own.stdout)) == set(re.findall(r"--[a-z-]+", composed.stdout))

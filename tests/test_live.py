@@ -329,7 +329,7 @@ def test_changes_saved_but_not_published_are_applied_at_start(live_index: Path) 
 
 # --- an index rebuilt by `qa index` in another process -----------------------------------------
 def test_the_server_follows_qa_index_in_another_process(live_index: Path, corpus_copy: Path) -> None:
-    from eval.load import start_server, stop_server
+    from eval.server import start_server, stop_server
 
     server = start_server(live_index, log=live_index.parent / "serve.log")
     try:

@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 import pytest
 
-from eval.load import Server, start_server, stop_server
-from eval.soak import finds_it, synthetic_doc
+from eval.server import Server, start_server, stop_server
+from eval.synthetic import finds_it, synthetic_doc
 from index.build import prepare_document
 from index.documents import load_bytes
 from index.loaded import LoadedIndex
@@ -222,8 +222,8 @@ def test_concurrent_uploads_deletions_and_questions_never_5xx(own_server) -> Non
 
 @pytest.mark.slow
 def test_soak_smoke_run(demo_index: Path) -> None:
-    """The CI smoke run of eval/soak.py: ~20 s of questions, uploads, replacements and deletions."""
-    r = subprocess.run([sys.executable, "-m", "eval.soak", "--smoke", "--index", str(demo_index), "--json"],
+    """The CI smoke run of eval/bench/soak.py: ~20 s of questions, uploads, replacements and deletions."""
+    r = subprocess.run([sys.executable, "-m", "eval.bench.soak", "--smoke", "--index", str(demo_index), "--json"],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     figures = json.loads(r.stdout.strip().splitlines()[-1])
@@ -235,6 +235,6 @@ def test_soak_smoke_run(demo_index: Path) -> None:
 
 
 def test_soak_help() -> None:
-    r = subprocess.run([sys.executable, "-m", "eval.soak", "--help"], capture_output=True, text=True, timeout=60,
+    r = subprocess.run([sys.executable, "-m", "eval.bench.soak", "--help"], capture_output=True, text=True, timeout=60,
                        cwd=ROOT)
     assert r.returncode == 0 and "--duration" in r.stdout and "default 600" in r.stdout

@@ -1,4 +1,4 @@
-"""The load benchmark (eval/load.py): its pure figures, and the CI smoke run against a real `qa serve`."""
+"""The load benchmark (eval/bench/load.py): its pure figures, and the CI smoke run against a real `qa serve`."""
 
 from __future__ import annotations
 
@@ -9,17 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.load import Sample, percentile, summarize
+from eval.bench.load import Sample, summarize
 from tests.conftest import ROOT
-
-
-def test_percentile_interpolates_between_ranks() -> None:
-    xs = [10.0, 20.0, 30.0, 40.0, 50.0]
-    assert percentile(xs, 50) == 30.0
-    assert percentile(xs, 0) == 10.0 and percentile(xs, 100) == 50.0
-    assert percentile(xs, 90) == pytest.approx(46.0)
-    assert percentile(list(reversed(xs)), 25) == 20.0
-    assert percentile([7.0], 99) == 7.0
 
 
 def test_summarize_counts_errors_apart_from_answers() -> None:
@@ -33,7 +24,7 @@ def test_summarize_counts_errors_apart_from_answers() -> None:
 @pytest.mark.slow
 def test_load_smoke_run(demo_index: Path) -> None:
     """The CI smoke run: a real server, 2 clients for 3 s; prints figures, no request fails."""
-    r = subprocess.run([sys.executable, "-m", "eval.load", "--smoke", "--index", str(demo_index), "--json"],
+    r = subprocess.run([sys.executable, "-m", "eval.bench.load", "--smoke", "--index", str(demo_index), "--json"],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
@@ -45,6 +36,6 @@ def test_load_smoke_run(demo_index: Path) -> None:
 
 
 def test_load_reports_a_server_that_cannot_start(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "eval.load", "--url", "http://127.0.0.1:9", "--smoke"],
+    r = subprocess.run([sys.executable, "-m", "eval.bench.load", "--url", "http://127.0.0.1:9", "--smoke"],
                        capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert r.returncode == 1 and "eval.load: no healthy server" in r.stderr
+    assert r.returncode == 1 and "eval.bench.load: no healthy server" in r.stderr

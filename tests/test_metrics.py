@@ -175,6 +175,9 @@ def test_percentiles_and_latency() -> None:
     assert m.percentile(vals, 95) == pytest.approx(8.8)
     assert m.percentile(vals, 0) == 1.0 and m.percentile(vals, 100) == 10.0
     assert math.isnan(m.percentile([], 50))
+    # The one percentile of every benchmark (eval/bench/*): order-free, a single value is every percentile.
+    assert m.percentile([50.0, 40.0, 30.0, 20.0, 10.0], 25) == 20.0 and m.percentile([7.0], 99) == 7.0
+    assert m.percentile([10.0, 20.0, 30.0, 40.0, 50.0], 90) == pytest.approx(46.0)
     lat = m.latency_summary([0.1, 0.2, 0.3])
     assert lat["p50_ms"] == pytest.approx(200.0)
     assert lat["max_ms"] == pytest.approx(300.0)

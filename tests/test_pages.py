@@ -11,7 +11,9 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from web.app import HERE, confidence_level, create_app
+from qa.view import confidence_level
+from web.app import create_app
+from web.views import HERE
 
 AZAL = "when were direct AZAL flights announced"
 AZAL_DOC = "003_fdf2c5db0e68fe77.txt"
@@ -175,22 +177,30 @@ def test_a_two_part_answer_shows_both_parts_each_highlighted_in_its_sentence(cli
 
 
 def test_answer_marks_skip_what_does_not_fit() -> None:
-    from web.app import answer_marks, answer_phrase, marked_parts
+    from dataclasses import replace
+
+    from qa.types import Answer, AnswerPart, Citation
+    from qa.view import answer_marks, answer_phrase, answer_view
+    from web.views import marked_parts
 
     s = "Alpha met Beta in Gamma."
-    cits = [{"sentence": s, "answer_start": 0, "answer_end": 5}, {"sentence": "Delta.", "answer_start": None}]
-    ans = {"abstained": False, "answer": "Alpha", "citations": cits,
-           "answers": [{"text": "Beta", "citation": 0, "answer_start": 10, "answer_end": 14},
-                       {"text": "Alpha", "citation": 0, "answer_start": 0, "answer_end": 5},
-                       {"text": "Alp", "citation": 0, "answer_start": 2, "answer_end": 8},  # overlaps: dropped
-                       {"text": "x", "citation": 5, "answer_start": 0, "answer_end": 1},  # no such citation
-                       {"text": "y", "citation": 1, "answer_start": 3, "answer_end": 99}]}  # outside the sentence
-    assert answer_marks(ans) == {0: [(0, 5), (10, 14)]}
+    cits = (Citation("a.txt", "A", s, 0, len(s), 0.9, answer_start=0, answer_end=5), Citation("b.txt", "B", "Delta.", 0, 6, 0.5))
+    ans = Answer("who met", "Alpha", False, 0.7, cits,
+                 answers=(AnswerPart("Beta", 0, 10, 14), AnswerPart("Alpha", 0, 0, 5),
+                          AnswerPart("Alp", 0, 2, 8),  # overlaps: dropped
+                          AnswerPart("x", 5, 0, 1),  # no such citation
+                          AnswerPart("y", 1, 3, 99)))  # outside the sentence
+    assert answer_marks(ans) == (((0, 5), (10, 14)), ())
     assert marked_parts(s, [(0, 5), (10, 14)]) == [("Alpha", True), (" met ", False), ("Beta", True), (" in Gamma.", False)]
-    assert answer_phrase({**ans, "answers": ans["answers"][:2]}) == "Beta · Alpha"
-    assert answer_marks({**ans, "answers": "junk"}) == {0: [(0, 5)]}  # falls back to the answer span
-    assert answer_marks({**ans, "abstained": True}) == {}
+    assert answer_phrase(replace(ans, answers=ans.answers[:2])) == "Beta · Alpha"
+    assert answer_marks(replace(ans, answers=None)) == (((0, 5),), ())  # one part: the answer span
+    assert answer_marks(replace(ans, answers=(AnswerPart("x", 5, 0, 1), AnswerPart("y", 1, 3, 99)))) == (((0, 5),), ())
+    assert answer_marks(replace(ans, abstained=True)) == ((), ())
     assert marked_parts(s, []) == [(s, False)] and marked_parts("", []) == [("", False)]
+    # The cue's thresholds, and the view as the API sends it.
+    assert [confidence_level(c) for c in (0.85, 0.8499, 0.65, 0.6499, 0.0)] == ["high", "medium", "medium", "low", "low"]
+    assert answer_view(replace(ans, answers=ans.answers[:2])).to_dict() == {
+        "level": "medium", "phrase": "Beta · Alpha", "marks": [[[0, 5], [10, 14]], []]}
 
 
 def test_a_follow_up_works_without_javascript(client: TestClient) -> None:

@@ -172,7 +172,7 @@ def test_a_missing_model_file_says_how_to_make_it(tmp_path: Path) -> None:
 def test_both_readers_answer_on_the_same_index_with_valid_citations(engine) -> None:
     for name in ("neural", "linear"):
         ans = engine.ask("Who led the Pakistan side in the consultations with Azerbaijan?", method=name)
-        assert ans.extra["reader"] == name
+        assert ans.reader == name
         assert ans.citations
         for c in ans.citations:
             assert engine.index.docs[c.doc_id].text[c.start : c.end] == c.sentence
@@ -183,7 +183,7 @@ def test_both_readers_answer_on_the_same_index_with_valid_citations(engine) -> N
 
 def test_the_neural_reader_reads_the_demo_questions_right(engine) -> None:
     ans = engine.ask("Who led the Pakistan side in the consultations with Azerbaijan?")
-    assert ans.extra["reader"] == "neural"
+    assert ans.reader == "neural"
     assert not ans.abstained and "Sohail Mahmood" in ans.answer
 
 

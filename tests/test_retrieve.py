@@ -71,7 +71,7 @@ def test_hybrid_hits_are_the_fusion_of_the_dense_and_bm25_rankings(demo_index: P
     for pid, k, depth in ((0, 8, 30), (idx.n_passages() - 1, 5, 4), (3, 40, 12)):
         qvec = np.asarray(idx.pass_vecs[pid], np.float32)
         d_ids, _ = r.dense_passages(qvec, depth)
-        b_ids, _ = idx.passage_terms.top(terms, depth)
+        b_ids, _ = idx.passage_bm25.top(terms, depth)
         assert len(d_ids) == min(depth, idx.n_passages()) and int(d_ids[0]) == pid
         want: dict[int, float] = {}
         for ranking in (d_ids.tolist(), b_ids.tolist()):
@@ -83,7 +83,7 @@ def test_hybrid_hits_are_the_fusion_of_the_dense_and_bm25_rankings(demo_index: P
         assert {h.passage_id for h in hits} <= set(want)
         # The hits are the k best of the fusion (no unranked passage scores more than the last).
         assert sorted(want.values(), reverse=True)[: len(hits)] == pytest.approx([h.score for h in hits])
-        bm = idx.passage_terms.scores_for(terms, [h.passage_id for h in hits])
+        bm = idx.passage_bm25.scores_for(terms, [h.passage_id for h in hits])
         for h, b in zip(hits, bm.tolist(), strict=True):
             assert h.score == pytest.approx(want[h.passage_id])
             # Both scores, whichever side ranked the passage.

@@ -8,11 +8,10 @@
   const KEY = "citeqa.chat.v1";
   const KEEP = 50; // exchanges kept across reloads
   const SHOWN = 3; // citations shown before "n more sources"
-  // Limits of POST /api/ask's `previous` (web/app.py): a longer doc id or answer is not sent.
+  // Limits of POST /api/ask's `previous` (web/schemas.py): a longer doc id or answer is not sent.
   const PREVIOUS_QUESTION_CHARS = 1000;
   const PREVIOUS_DOC_ID_CHARS = 1000;
   const PREVIOUS_ANSWER_CHARS = 2000;
-  const ANSWER_JOIN = " · "; // between the parts of a two-part answer
 
   const log = document.getElementById("log");
   const form = document.getElementById("ask");
@@ -25,7 +24,9 @@
   function load() {
     try {
       const items = JSON.parse(localStorage.getItem(KEY) || "[]");
-      return Array.isArray(items) ? items.filter((i) => i && typeof i.question === "string") : [];
+      // An answer kept by an earlier version has no `view` (how to show it, computed by the server): dropped.
+      const shown = (i) => i && typeof i.question === "string" && (!i.answer || (i.answer.view && Array.isArray(i.answer.view.marks)));
+      return Array.isArray(items) ? items.filter(shown) : [];
     } catch (_) {
       return [];
     }
@@ -39,15 +40,12 @@
   }
   let history = load();
 
-  // --- helpers (mirror web/app.py) ----------------------------------------------------------
+  // --- helpers (mirror web/views.py) ----------------------------------------------------------
   function el(tag, cls, text) {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
     if (text !== undefined && text !== null) e.textContent = text;
     return e;
-  }
-  function level(c) {
-    return c >= 0.85 ? "high" : c >= 0.65 ? "medium" : "low";
   }
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
   function prettyDate(iso) {
@@ -69,42 +67,6 @@
   // A long answer would push its answer phrase out of sight at the bottom: show the exchange from its question.
   function reveal(node) {
     node.scrollIntoView({ block: "start", behavior: "auto" });
-  }
-
-  // Where to highlight the answer (answer_marks in web/app.py): citation index -> sorted,
-  // non-overlapping [start, end] in its sentence. Each part of a two-part answer in its own
-  // citation (both in one sentence when they share it); else the first citation's answer span.
-  function answerMarks(a) {
-    const cits = a.citations || [];
-    const marks = new Map();
-    if (a.abstained || !cits.length) return marks;
-    const fits = (i, s, e) =>
-      [i, s, e].every(Number.isInteger) && 0 <= i && i < cits.length && 0 <= s && s < e && e <= cits[i].sentence.length;
-    let spans = [];
-    if (Array.isArray(a.answers) && a.answers.length > 1) {
-      spans = a.answers
-        .filter((p) => p && typeof p === "object")
-        .map((p) => [p.citation, p.answer_start, p.answer_end])
-        .filter((sp) => fits(...sp));
-    }
-    if (!spans.length && fits(0, cits[0].answer_start, cits[0].answer_end)) {
-      spans = [[0, cits[0].answer_start, cits[0].answer_end]];
-    }
-    spans.sort((x, y) => x[0] - y[0] || x[1] - y[1] || x[2] - y[2]);
-    for (const [i, s, e] of spans) {
-      if (!marks.has(i)) marks.set(i, []);
-      const kept = marks.get(i);
-      if (!kept.length || s >= kept[kept.length - 1][1]) kept.push([s, e]);
-    }
-    return marks;
-  }
-  // The answer as shown: both parts of a two-part answer, else the answer phrase.
-  function answerPhrase(a) {
-    const parts = a.answers;
-    if (!a.abstained && Array.isArray(parts) && parts.length > 1 && parts.every((p) => p && typeof p.text === "string" && p.text)) {
-      return parts.map((p) => p.text).join(ANSWER_JOIN);
-    }
-    return a.answer;
   }
 
   // --- rendering ----------------------------------------------------------------------------
@@ -155,14 +117,14 @@
       box.append(note);
     } else {
       const verdict = el("p", "verdict");
-      const lv = level(a.confidence);
+      const lv = a.view.level;
       const conf = el("span", `conf conf-${lv}`);
       conf.title = `confidence ${a.confidence.toFixed(2)}`;
       const dots = el("span", "dots");
       dots.setAttribute("aria-hidden", "true");
       dots.append(el("i"), el("i"), el("i"));
       conf.append(dots, `${lv} confidence`);
-      verdict.append(el("span", "answer-phrase", answerPhrase(a)), " ", conf);
+      verdict.append(el("span", "answer-phrase", a.view.phrase), " ", conf);
       box.append(verdict);
       if (typeof a.answer_note === "string" && a.answer_note) {
         if (a.answer_source === "document_date") {
@@ -182,11 +144,12 @@
       }
     }
     if (a.citations && a.citations.length) {
-      const marks = answerMarks(a);
+      // Where to highlight the answer, per citation: computed once, by the server (qa/view.py).
+      const marks = a.view.marks;
       const sources = el("div", a.abstained ? "sources nearest" : "sources");
       sources.append(el("p", "sources-label", a.abstained ? "Nearest passages — not an answer" : "Sources"));
       const ol = el("ol", "cites");
-      a.citations.slice(0, SHOWN).forEach((c, i) => ol.append(renderCitation(a, c, i, marks.get(i) || [])));
+      a.citations.slice(0, SHOWN).forEach((c, i) => ol.append(renderCitation(a, c, i, marks[i] || [])));
       sources.append(ol);
       if (a.citations.length > SHOWN) {
         const more = el("details", "more");
@@ -194,7 +157,7 @@
         more.append(el("summary", null, `${n} more ${a.abstained ? "passages" : "sources"}`));
         const rest = el("ol", "cites");
         rest.start = SHOWN + 1;
-        a.citations.slice(SHOWN).forEach((c, j) => rest.append(renderCitation(a, c, SHOWN + j, marks.get(SHOWN + j) || [])));
+        a.citations.slice(SHOWN).forEach((c, j) => rest.append(renderCitation(a, c, SHOWN + j, marks[SHOWN + j] || [])));
         more.append(rest);
         sources.append(more);
       }

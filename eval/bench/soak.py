@@ -1,8 +1,8 @@
 """Soak benchmark: questions, uploads and deletions at a steady rate against a running `qa serve`.
 
-    python -m eval.soak                          # builds the demo index in a temp dir, 600 s
-    python -m eval.soak --duration 120 --index .citeqa   # serves a temporary COPY of that index
-    python -m eval.soak --smoke                  # ~20 s (CI)
+    python -m eval.bench.soak                          # builds the demo index in a temp dir, 600 s
+    python -m eval.bench.soak --duration 120 --index .citeqa   # serves a temporary COPY of that index
+    python -m eval.bench.soak --smoke                  # ~20 s (CI)
 
 Clients on loopback ask questions at a steady rate (the gold questions of eval/gold/demo.jsonl,
 and for each uploaded document a question only it answers), while a writer uploads new documents,
@@ -38,50 +38,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from eval.load import GOLD, build_demo_index, gold_questions, memory_mb, percentile, start_server, stop_server
-
-PLACES = ["Quillon", "Brasvik", "Tormelund", "Ardquay", "Velmora", "Kestrand", "Olvenby", "Drummock", "Pellinor",
-          "Saxholt", "Gildercombe", "Harrowgate", "Ivelstrand", "Jorvale", "Kelderwick", "Lunmoor", "Marrowby",
-          "Norrick", "Orlanby", "Pendlewick"]
-KINDS = ["Bay", "Ford", "Marsh", "Point", "Hollow"]
-FIRST = ["Ingrid", "Magnus", "Tove", "Anselm", "Petra", "Oskar", "Linnea", "Bertil", "Maja", "Eero", "Greta", "Hakon"]
-LAST = ["Solberg", "Halvorsen", "Lindqvist", "Roskilde", "Varga", "Okafor", "Brennan", "Takeda", "Moreau", "Castell",
-        "Nyberg", "Ferreira", "Adeyemi"]
-
-
-@dataclass(frozen=True)
-class SyntheticDoc:
-    """A small document with one fact only it states, and the question that asks for it."""
-
-    doc_id: str
-    text: str
-    question: str
-    person: str  # the answer; a new version names someone else
-
-
-def synthetic_doc(n: int, version: int = 0) -> SyntheticDoc:
-    """Document ``n`` (its place is unique among the first 100), in its ``version``."""
-    place = f"{PLACES[n % len(PLACES)]} {KINDS[n // len(PLACES) % len(KINDS)]}"
-    k = n * 5 + version * 7
-    person = f"{FIRST[k % len(FIRST)]} {LAST[(k // len(FIRST) + n) % len(LAST)]}"
-    text = (f"{place} depot notes\n\n{place}, 12 March 2024: The {place} depot is managed by {person}. "
-            f"The depot stores {100 + n * 3 + version} crates of tea for the northern routes.\n")
-    return SyntheticDoc(f"depot-{n:05d}.txt", text, f"Who manages the {place} depot?", person)
-
-
-def finds_it(answer: dict, doc: SyntheticDoc) -> bool:
-    """The document's own question finds it, in this version: an answer (not an abstention) whose
-    first citation is its sentence naming this version's person."""
-    cits = answer.get("citations") or []
-    return (not answer.get("abstained") and bool(cits) and cits[0].get("doc_id") == doc.doc_id
-            and doc.person in cits[0].get("sentence", ""))
-
-
-def answers_it(answer: dict, doc: SyntheticDoc) -> bool:
-    """``finds_it``, and the answer phrase is (part of) the person's name: spaCy tags "Tove Roskilde"
-    whole, or now and then only "Tove". That is the answer step's quality, not the index's."""
-    words = set((answer.get("answer") or "").split())
-    return finds_it(answer, doc) and bool(words) and words <= set(doc.person.split())
+from eval.bench.load import GOLD, gold_questions
+from eval.metrics import percentile
+from eval.process import memory_mb
+from eval.server import build_demo_index, start_server, stop_server
+from eval.synthetic import SyntheticDoc, answers_it, finds_it, synthetic_doc
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -326,7 +287,7 @@ def report(res: SoakResult, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.soak", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m eval.bench.soak", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", type=Path,
                     help="serve a temporary copy of this index (default: build the demo corpus in a temp dir)")
@@ -351,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         index_dir = Path(tmp) / "index"
         if args.index is not None:  # the soak writes: never into the user's own index
             if not (args.index / "CURRENT").is_file():
-                print(f"eval.soak: no index at {args.index}", file=sys.stderr)
+                print(f"eval.bench.soak: no index at {args.index}", file=sys.stderr)
                 return 1
             shutil.copytree(args.index, index_dir, ignore=shutil.ignore_patterns(".lock"))
         else:
@@ -359,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             server = start_server(index_dir, log=Path(tmp) / "serve.log")
         except RuntimeError as e:
-            print(f"eval.soak: {e}", file=sys.stderr)
+            print(f"eval.bench.soak: {e}", file=sys.stderr)
             return 1
         try:
             soak = Soak(server.url, server.proc.pid, qs, ask_rate=args.ask_rate, change_every=args.change_every,
@@ -369,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_server(server)
             log = (Path(tmp) / "serve.log").read_text(errors="replace")
         if "Traceback" in log:
-            print("eval.soak: the server logged a traceback:\n" + log[-2000:], file=sys.stderr)
+            print("eval.bench.soak: the server logged a traceback:\n" + log[-2000:], file=sys.stderr)
     print(report(res, args))
     if args.json:
         print(json.dumps(asdict(res)))

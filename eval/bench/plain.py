@@ -5,8 +5,8 @@ index over every sentence vector finds the nearest sentence, and that sentence i
 reads the sentence vectors and texts of one of our indexes (so it does not re-encode a corpus it
 would have encoded the same way), with nothing of our loading, retrieval or answer code.
 
-    python -m eval.plain INDEX_DIR "question" ["question" …]    # prints the top sentence of each
-    python -m eval.plain INDEX_DIR --rss "q1" "q2"               # and then its resident memory (MB)
+    python -m eval.bench.plain INDEX_DIR "question" ["question" …]    # prints the top sentence of each
+    python -m eval.bench.plain INDEX_DIR --rss "q1" "q2"               # and then its resident memory (MB)
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from eval.process import resident_mb
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -57,14 +59,6 @@ class PlainSearch:
         return self.search(self.encode(question))
 
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     show_rss = "--rss" in args
@@ -76,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for q in args[1:]:
         print(plain.ask(q))
     if show_rss:
-        print(f"rss_mb {rss_mb():.1f}")
+        print(f"rss_mb {resident_mb():.1f}")
     return 0
 
 

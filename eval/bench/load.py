@@ -1,9 +1,9 @@
 """Load benchmark of the HTTP API: N concurrent clients ask gold questions through POST /api/ask.
 
-    python -m eval.load                          # builds the demo index, starts `qa serve`, 8 clients for 30 s
-    python -m eval.load --index .citeqa --clients 16 --duration 60
-    python -m eval.load --url http://127.0.0.1:8000 --pid 1234   # a server that is already running
-    python -m eval.load --smoke --index .citeqa  # a few seconds (CI)
+    python -m eval.bench.load                          # builds the demo index, starts `qa serve`, 8 clients for 30 s
+    python -m eval.bench.load --index .citeqa --clients 16 --duration 60
+    python -m eval.bench.load --url http://127.0.0.1:8000 --pid 1234   # a server that is already running
+    python -m eval.bench.load --smoke --index .citeqa  # a few seconds (CI)
 
 Each client is a keep-alive HTTP connection that asks its next question as soon as the last answer
 arrives (a closed loop), cycling through the questions of ``eval/gold/demo.jsonl`` from its own
@@ -19,9 +19,6 @@ import asyncio
 import json
 import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,8 +26,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT / "corpus"
+from eval.metrics import percentile
+from eval.process import cpu_seconds, memory_mb
+from eval.server import build_demo_index, start_server, stop_server, wait_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
 GOLD = ROOT / "eval" / "gold" / "demo.jsonl"
 
 GOAL_RATE = 50.0  # answers/s on the 2-core project machine
@@ -38,17 +38,6 @@ GOAL_P99_MS = 250.0
 
 
 # --- pure figures -------------------------------------------------------------------------------
-def percentile(xs: Sequence[float], p: float) -> float:
-    """The p-th percentile (0–100) by linear interpolation between closest ranks; nan when empty."""
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    pos = (len(s) - 1) * p / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 @dataclass(frozen=True)
 class Sample:
     latency_s: float
@@ -96,58 +85,8 @@ def summarize(samples: Sequence[Sample], seconds: float, clients: int, abstained
 def gold_questions(path: Path) -> list[str]:
     qs = [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not qs:
-        raise SystemExit(f"eval.load: no questions in {path}")
+        raise SystemExit(f"eval.bench.load: no questions in {path}")
     return qs
-
-
-# --- the server's process tree (Linux /proc) ----------------------------------------------------
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (uvicorn's worker processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def _status_kb(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(resident, peak resident) MB of the process tree, summed over processes."""
-    tree = _tree(pid)
-    return (sum(_status_kb(p, "VmRSS") for p in tree) / 1024, sum(_status_kb(p, "VmHWM") for p in tree) / 1024)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of the process tree so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p in _tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
 
 
 def _own_cpu() -> float:
@@ -212,83 +151,6 @@ async def run_load(base_url: str, qs: list[str], *, clients: int, seconds: float
     return LoadResult(**{**asdict(res), **extra})
 
 
-# --- the server ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen | None = None, log: Path | None = None,
-                 timeout: float = 180.0) -> None:
-    """Wait until ``url`` answers /healthz with 200 (or ``proc`` exits: its log says why)."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            err = log.read_text(errors="replace").strip()[-400:] if log else ""
-            raise RuntimeError(f"`qa serve` exited with {proc.returncode}: {err}")
-        try:
-            r = httpx.get(url.rstrip("/") + "/healthz", timeout=2.0)
-            if r.status_code == 200:
-                return
-            if r.status_code == 503 and proc is None:
-                raise RuntimeError(f"{url} has no index: {r.json().get('detail')}")
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"no healthy server at {url} after {timeout:.0f} s")
-
-
-@dataclass
-class Server:
-    """A `qa serve` subprocess on a free loopback port; its stderr goes to ``log``."""
-
-    proc: subprocess.Popen
-    url: str
-    log: Path
-
-
-def start_server(index_dir: Path, workers: int = 1, batch: bool = True, log: Path | None = None) -> Server:
-    port = free_port()
-    qa = str(Path(sys.executable).with_name("qa"))
-    cmd = [qa, "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    if log is None:
-        fd, name = tempfile.mkstemp(prefix="citeqa-serve-", suffix=".log")
-        os.close(fd)
-        log = Path(name)
-    # A file, not a pipe: a pipe nobody reads would block the server once its buffer fills.
-    with log.open("w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env={
-            **os.environ, "HF_HUB_OFFLINE": "1", "CITEQA_BATCH_QUESTIONS": "1" if batch else "0"})
-    server = Server(proc, f"http://127.0.0.1:{port}", log)
-    try:
-        wait_healthy(server.url, proc, log)
-    except BaseException:
-        stop_server(server)
-        raise
-    return server
-
-
-def stop_server(server: Server) -> None:
-    proc = server.proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # uvicorn shuts down (and stops its workers) on Ctrl+C
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def build_demo_index(target: Path) -> None:
-    qa = str(Path(sys.executable).with_name("qa"))
-    print(f"building the demo index from {CORPUS} …", file=sys.stderr)
-    subprocess.run([qa, "index", str(CORPUS), "--index", str(target), "-q"], check=True,
-                   env={**os.environ, "HF_HUB_OFFLINE": "1"})
-
-
 # --- the command --------------------------------------------------------------------------------
 def report(res: LoadResult, where: str, workers: int | None, batch: bool | None = None) -> str:
     def fig(v: float | None, unit: str = "") -> str:
@@ -312,7 +174,7 @@ def report(res: LoadResult, where: str, workers: int | None, batch: bool | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.load", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m eval.bench.load", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--index", type=Path, help="serve this index (default: build the demo corpus in a temp dir)")
@@ -353,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             res = asyncio.run(run_load(url, qs, clients=args.clients, seconds=args.duration, warmup=args.warmup,
                                        k=args.k, pid=pid))
         except RuntimeError as e:
-            print(f"eval.load: {e}", file=sys.stderr)
+            print(f"eval.bench.load: {e}", file=sys.stderr)
             return 1
         finally:
             if server is not None:

@@ -1,8 +1,8 @@
 """Scale benchmark: citeqa's index and question path at 1,000,000 passages.
 
-    python -m eval.scale                     # 1,000,000 passages (first run builds and caches them)
-    python -m eval.scale --smoke             # 20,000 passages from a smaller pool: the CI run
-    python -m eval.scale --passages 200000 --questions 500
+    python -m eval.bench.scale                     # 1,000,000 passages (first run builds and caches them)
+    python -m eval.bench.scale --smoke             # 20,000 passages from a smaller pool: the CI run
+    python -m eval.bench.scale --passages 200000 --questions 500
 
 How the collection is made (plainly, because encoding a million real texts at ~300 texts/s on
 these two cores would take about an hour):
@@ -44,10 +44,13 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.metrics import percentile
+from eval.process import resident_mb
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path(__file__).resolve().parent / "cache" / "scale"
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / "eval" / "cache" / "scale"
 SENTENCES_PER_DOC = 20
 NEIGHBOURHOOD = 100
 SEED = 7
@@ -56,17 +59,6 @@ CHUNK = 65_536
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def rss_mb() -> float:
-    """Resident memory of this process now (MB)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 # --- the pool of real sentences -----------------------------------------------------------------
@@ -340,11 +332,11 @@ def timed(fn, items) -> tuple[list[float], list]:
 def _opens(index_dir: Path) -> bool:
     """Whether this citeqa can read the cached index (a cache left by older code is rebuilt)."""
     from index.loaded import LoadedIndex
-    from index.store import IndexError_
+    from index.store import UnusableIndexError
 
     try:
         LoadedIndex.open(index_dir).token_store()  # everything the engine reads, token vectors included
-    except IndexError_:
+    except UnusableIndexError:
         return False
     return True
 
@@ -390,18 +382,18 @@ def run(args: argparse.Namespace) -> dict:
     from index.encoder import load_encoder
     from index.loaded import LoadedIndex
 
-    rss0 = rss_mb()
+    rss0 = resident_mb()
     t = time.perf_counter()
     idx = LoadedIndex.open(index_dir)
     load_s = time.perf_counter() - t
-    rss_index = rss_mb()
+    rss_index = resident_mb()
     encoder = load_encoder(idx.encoder_name)
-    rss_encoder = rss_mb()
+    rss_encoder = resident_mb()
     t2 = time.perf_counter()
     engine = Engine(idx, encoder)  # the retriever and the answer step over the loaded index
     answer_init_s = time.perf_counter() - t2
     open_s = time.perf_counter() - t
-    rss_open = rss_mb()
+    rss_open = resident_mb()
     n_p, n_s = idx.n_passages(), idx.n_sentences()
     pass_kind, sent_kind = idx.pass_faiss.describe(), idx.sent_faiss.describe()
     log(f"opened: {len(idx.docs):,} documents, {n_s:,} sentences, {n_p:,} passages in {open_s:.1f} s")
@@ -411,7 +403,7 @@ def run(args: argparse.Namespace) -> dict:
     search_t, got = timed(lambda q, search=idx.pass_faiss.search: search(q[None], 10)[1][0], qv)
 
     bm_terms = [list(analyze(q).terms) for q in questions]
-    bm25_t, _ = timed(lambda ts, top=idx.passage_terms.top: top(ts, 30), bm_terms)
+    bm25_t, _ = timed(lambda ts, top=idx.passage_bm25.top: top(ts, 30), bm_terms)
 
     e2e_qs = questions[: args.e2e]
     for q in e2e_qs[:3]:
@@ -419,7 +411,7 @@ def run(args: argparse.Namespace) -> dict:
     e2e_t, answers = timed(engine.ask, e2e_qs)
     broken = sum(1 for a in answers for c in a.citations
                  if idx.docs[c.doc_id].text[c.start : c.end] != c.sentence)
-    rss_after = rss_mb()
+    rss_after = resident_mb()
 
     # Exact search over the same passage vectors: the ground truth, and the baseline's flat search.
     t = time.perf_counter()
@@ -435,7 +427,7 @@ def run(args: argparse.Namespace) -> dict:
 
     # The plain script end to end: sentence-transformers encode, FAISS flat over every sentence, top sentence.
     ours_mem = sum(p.stat().st_size for p in gen.iterdir() if p.name.endswith(".faiss")) + \
-        idx.passage_terms.memory_bytes() + idx.sentence_terms.memory_bytes()
+        idx.passage_bm25.memory_bytes() + idx.sentence_bm25.memory_bytes()
     n_docs = len(idx.docs)
     # Our engine goes before the baseline loads its own copy of everything (the machine is shared).
     del engine, idx, encoder, answers
@@ -444,7 +436,7 @@ def run(args: argparse.Namespace) -> dict:
     base_note = ""
     need_mb = n_s * qv.shape[1] * 4 / 1e6
     if mem_available_mb() > need_mb + 2000:
-        from eval.plain import PlainSearch
+        from eval.bench.plain import PlainSearch
 
         plain = PlainSearch(index_dir)
         for q in questions[:2]:
@@ -471,13 +463,13 @@ def run(args: argparse.Namespace) -> dict:
 
 def render(r: dict) -> str:
     def ms(xs: list[float], p: float) -> str:
-        return f"{(statistics.median(xs) if p == 50 else pct(xs, p)):.2f} ms" if xs else "—"
+        return f"{(statistics.median(xs) if p == 50 else percentile(xs, p)):.2f} ms" if xs else "—"
 
     def ratio(a: list[float], b: list[float], p: float = 50) -> str:
         if not a or not b:
             return "—"
-        fa = statistics.median(a) if p == 50 else pct(a, p)
-        fb = statistics.median(b) if p == 50 else pct(b, p)
+        fa = statistics.median(a) if p == 50 else percentile(a, p)
+        fb = statistics.median(b) if p == 50 else percentile(b, p)
         return f"{fa / fb:.3f}×"
 
     build = r["info"].get("build", {})
@@ -522,7 +514,7 @@ def render(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m eval.scale", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m eval.bench.scale", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--passages", type=int, default=None, help="collection size (default 1,000,000; --smoke 20,000)")
     ap.add_argument("--questions", type=int, default=None, help="questions for search and BM25 (default 1000)")
@@ -546,12 +538,12 @@ def main(argv: list[str] | None = None) -> int:
     if s and args.pool_articles is None:
         args.pool_articles = 4
     if args.passages < 1 or args.questions < 1 or args.e2e < 1 or args.baseline < 1:
-        print("python -m eval.scale: --passages, --questions, --e2e and --baseline must be at least 1", file=sys.stderr)
+        print("python -m eval.bench.scale: --passages, --questions, --e2e and --baseline must be at least 1", file=sys.stderr)
         return 2
     r = run(args)
     r["date"] = time.strftime("%Y-%m-%d %H:%M")
     print(render(r))
-    # The last run of each size is kept for eval/bench.py's table.
+    # The last run of each size is kept for eval/bench/speed.py's table.
     for path in filter(None, (args.cache / f"last-{args.passages}.json", args.json)):
         path.write_text(json.dumps(r, indent=1, default=str))
     return 1 if r["broken_citations"] else 0

@@ -4,7 +4,7 @@ the same run, as a ratio. Prints a table; asserts nothing (timing goals live her
     python -m eval.bench                 # demo corpus + SQuAD dev (2,067 paragraphs), ~20-40 min
     python -m eval.bench --smoke         # CI: demo corpus + 2 SQuAD articles, few questions
 
-The plain baseline is eval/plain.py, the script anyone could write: sentence-transformers encode
+The plain baseline is eval/bench/plain.py, the script anyone could write: sentence-transformers encode
 (fp32 torch) + exact FAISS flat search over every sentence vector + the top sentence as answer.
 
 What is measured, in this order, in one run:
@@ -15,10 +15,10 @@ What is measured, in this order, in one run:
 2. warm questions, engine only (``Engine.ask``: encode, retrieve, rank, answer, cite) on the demo
    corpus (its gold questions) and on SQuAD (sampled SQuAD questions), next to the plain script's
    encode + search + top sentence on the same questions;
-3. cold ``qa ask`` (one process, one question, wall time) next to ``python -m eval.plain``;
+3. cold ``qa ask`` (one process, one question, wall time) next to ``python -m eval.bench.plain``;
 4. resident memory of ``qa serve`` on the demo corpus after a few questions over HTTP, next to the
    plain script's after the same questions;
-5. the 1M-passage rows come from the last ``python -m eval.scale`` run (its JSON in the cache),
+5. the 1M-passage rows come from the last ``python -m eval.bench.scale`` run (its JSON in the cache),
    labelled with when it ran; that benchmark takes an hour on these cores and runs on its own.
 """
 
@@ -35,12 +35,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from eval.metrics import percentile
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "corpus"
 GOLD = ROOT / "eval" / "gold" / "demo.jsonl"
-CACHE = Path(__file__).resolve().parent / "cache"
+CACHE = ROOT / "eval" / "cache"
 SCALE_JSON = CACHE / "scale" / "last-1000000.json"
 
 FALLBACK_QUESTIONS = [
@@ -70,11 +72,6 @@ def squad_questions(articles, n: int, seed: int = 13) -> list[str]:
     qs = [q.question for a in articles for p in a.paragraphs for q in p.questions]
     random.Random(seed).shuffle(qs)
     return [qs[i % len(qs)] for i in range(n)]
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def qa_bin() -> str:
@@ -126,7 +123,7 @@ def plain_build_rate(sentences: list[str], model) -> float:
 
 def warm(index_dir: Path, qs: list[str], plain_model) -> tuple[list[float], list[float]]:
     """(citeqa, plain) latency of each question, interleaved so a slow moment hurts both alike."""
-    from eval.plain import PlainSearch
+    from eval.bench.plain import PlainSearch
     from qa.engine import Engine
 
     engine = Engine.open(index_dir)
@@ -164,7 +161,7 @@ def run_readers(index_dir: Path, n: int) -> int:
     load0 = os.getloadavg()[0]
     t = readers_warm(index_dir, qs)
     med = {k: statistics.median(v) for k, v in t.items()}
-    p95 = {k: pct(v, 95) for k, v in t.items()}
+    p95 = {k: percentile(v, 95) for k, v in t.items()}
     rows = [
         row("warm question, median", "≤ 35 ms", ms(med["neural"]), ms(med["linear"]), f"{med['neural'] / med['linear']:.2f}×"),
         row("warm question, p95", "", ms(p95["neural"]), ms(p95["linear"]), f"{p95['neural'] / p95['linear']:.2f}×"),
@@ -183,7 +180,7 @@ def cold(index_dir: Path, question: str, runs: int) -> tuple[list[float], list[f
                        capture_output=True, env=env())
         ours.append(time.perf_counter() - t)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "eval.plain", str(index_dir), question], check=True,
+        subprocess.run([sys.executable, "-m", "eval.bench.plain", str(index_dir), question], check=True,
                        capture_output=True, env=env(), cwd=ROOT)
         base.append(time.perf_counter() - t)
     return ours, base
@@ -191,7 +188,8 @@ def cold(index_dir: Path, question: str, runs: int) -> tuple[list[float], list[f
 
 def server_rss(index_dir: Path, qs: list[str]) -> tuple[float, float]:
     """RSS (MB) of `qa serve` after answering ``qs`` over HTTP, and of the plain script after them."""
-    from eval.load import start_server, stop_server
+    from eval.process import resident_mb
+    from eval.server import start_server, stop_server
 
     server = start_server(index_dir)
     try:
@@ -199,11 +197,10 @@ def server_rss(index_dir: Path, qs: list[str]) -> tuple[float, float]:
             req = urllib.request.Request(f"{server.url}/api/ask", data=json.dumps({"question": q}).encode(),
                                          headers={"content-type": "application/json"})
             urllib.request.urlopen(req, timeout=60).read()
-        with open(f"/proc/{server.proc.pid}/status") as f:
-            ours = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+        ours = resident_mb(server.proc.pid)
     finally:
         stop_server(server)
-    out = subprocess.run([sys.executable, "-m", "eval.plain", str(index_dir), "--rss", *qs], check=True,
+    out = subprocess.run([sys.executable, "-m", "eval.bench.plain", str(index_dir), "--rss", *qs], check=True,
                          capture_output=True, text=True, env=env(), cwd=ROOT).stdout
     base = float(out.strip().splitlines()[-1].split()[1])
     return ours, base
@@ -303,17 +300,17 @@ def main(argv: list[str] | None = None) -> int:
         fig.update(rss=rss, rss_plain=rss_base)
         n_sent_demo = LoadedIndex.open(demo_index).n_sentences()
 
-    log("5/5 1M passages: from the last eval.scale run")
+    log("5/5 1M passages: from the last eval.bench.scale run")
     scale = json.loads(args.scale_json.read_text()) if args.scale_json.exists() else None
 
     med = statistics.median
     rows = [
         row("warm question, engine only, demo corpus, median", "≤ 10 ms", ms(med(d_ours)), ms(med(d_base)),
             f"{med(d_ours) / med(d_base):.2f}×"),
-        row("  same, p95", "", ms(pct(d_ours, 95)), ms(pct(d_base, 95)), f"{pct(d_ours, 95) / pct(d_base, 95):.2f}×"),
+        row("  same, p95", "", ms(percentile(d_ours, 95)), ms(percentile(d_base, 95)), f"{percentile(d_ours, 95) / percentile(d_base, 95):.2f}×"),
         row(f"warm question, SQuAD corpus ({n_docs:,} paragraphs), median", "≤ 15 ms", ms(med(s_ours)), ms(med(s_base)),
             f"{med(s_ours) / med(s_base):.2f}×"),
-        row("  same, p95", "", ms(pct(s_ours, 95)), ms(pct(s_base, 95)), f"{pct(s_ours, 95) / pct(s_base, 95):.2f}×"),
+        row("  same, p95", "", ms(percentile(s_ours, 95)), ms(percentile(s_base, 95)), f"{percentile(s_ours, 95) / percentile(s_base, 95):.2f}×"),
         row("cold `qa ask`, one question, wall, demo corpus", "≤ 2.5 s", f"{med(c_demo):.2f} s", f"{med(c_demo_base):.2f} s",
             f"{med(c_demo) / med(c_demo_base):.2f}×"),
         row(f"cold `qa ask`, one question, wall, SQuAD ({n_docs:,})", "≤ 2.5 s", f"{med(c_squad):.2f} s",
@@ -339,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{med(s['e2e_ms']) / med(s['base_e2e_ms']):.3f}×" if s["base_e2e_ms"] else "—"),
         ]
     else:
-        rows.append(row(f"1M passages: no run yet (python -m eval.scale writes {args.scale_json.name})", "", "—", "—", ""))
+        rows.append(row(f"1M passages: no run yet (python -m eval.bench.scale writes {args.scale_json.name})", "", "—", "—", ""))
     header = (f"citeqa speed benchmark — {started}, encoder {encoder}, {os.cpu_count()} cores shared with other work "
               f"(load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end); "
               f"{args.questions} warm questions per corpus, {args.cold_runs} cold runs; medians unless marked")

@@ -1,7 +1,7 @@
 """Warm question latency of this checkout against another one, measured side by side.
 
-    python -m eval.versus --other ../citeqa-before            # a checkout of the earlier version
-    python -m eval.versus --other DIR --python DIR/.venv/bin/python --rounds 10
+    python -m eval.bench.versus --other ../citeqa-before            # a checkout of the earlier version
+    python -m eval.bench.versus --other DIR --python DIR/.venv/bin/python --rounds 10
 
 Both engines run at once, each in its own process with its own code, and each indexes the demo
 corpus with its own code (in a temporary folder). They take turns: one round is every gold
@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from eval.metrics import percentile
+
+ROOT = Path(__file__).resolve().parents[2]
 GOLD = ROOT / "eval" / "gold" / "demo.jsonl"
 
 def _worker_source() -> str:
@@ -99,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     a, b = np.array(times["this"]), np.array(times["other"])
     print(f"{len(questions)} gold questions × {args.rounds} rounds each, engine only, taking turns")
     print(f"{'':28}{'median ms':>10}{'p95 ms':>10}")
-    print(f"{'this checkout':28}{np.median(a):>10.2f}{np.percentile(a, 95):>10.2f}")
-    print(f"{'other: ' + args.other.name:28}{np.median(b):>10.2f}{np.percentile(b, 95):>10.2f}")
-    print(f"ratio this / other: median {np.median(a) / np.median(b):.2f}×, p95 {np.percentile(a, 95) / np.percentile(b, 95):.2f}×")
+    print(f"{'this checkout':28}{np.median(a):>10.2f}{percentile(a, 95):>10.2f}")
+    print(f"{'other: ' + args.other.name:28}{np.median(b):>10.2f}{percentile(b, 95):>10.2f}")
+    print(f"ratio this / other: median {np.median(a) / np.median(b):.2f}×, p95 {percentile(a, 95) / percentile(b, 95):.2f}×")
     return 0
 
 

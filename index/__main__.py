@@ -1,0 +1,79 @@
+"""`python -m index` (also `qa index`): index, or update the index of, a folder of documents.
+
+    python -m index corpus/ --index .citeqa
+    python -m index corpus/ --index .citeqa --rebuild --json
+
+Exit codes: 0 ok, 1 failure (the message says what to do next), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_INDEX = ".citeqa"
+PROG_ENV = "CITEQA_PROG"  # the name a composite command (`qa index`) runs this as, for usage lines
+HELP = "index (or update the index of) a folder of documents (.txt .md .html .pdf .docx)"
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    """Add the index command's arguments to ``p`` (`qa index` calls this on its subparser)."""
+    p.description = (
+        "Index every .txt, .md, .html/.htm, .pdf and .docx file under CORPUS (recursively); files "
+        "that cannot be read are skipped with a reason. Re-running only "
+        "re-embeds new or changed files and drops deleted ones. The index is replaced atomically: "
+        "an interrupted build leaves the previous index usable."
+    )
+    p.add_argument("corpus", type=Path, metavar="CORPUS", help="folder of documents")
+    p.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+    p.add_argument(
+        "--encoder",
+        choices=["minilm", "minilm-int8"],
+        default=None,
+        help="embedding model: minilm-int8 (int8 ONNX, no torch) or minilm (fp32 torch); "
+        "default: the one the existing index uses, else minilm-int8",
+    )
+    p.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
+    p.add_argument("--json", action="store_true", help="print the build report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from index.build import BuildError, build_index
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    try:
+        report = build_index(
+            args.corpus, args.index, encoder_name=args.encoder, rebuild=args.rebuild, progress=not args.quiet, log=log
+        )
+    except BuildError as e:
+        print(f"qa: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    print(
+        f"indexed {report.documents} documents ({report.sentences} sentences, {report.passages} passages) "
+        f"into {args.index} in {report.seconds:.1f}s: {len(report.added)} added, {len(report.changed)} changed, "
+        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed, {len(report.skipped)} skipped"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    p = argparse.ArgumentParser(prog=os.environ.get(PROG_ENV, "python -m index"), description=HELP)
+    configure_parser(p)
+    try:
+        return run(p.parse_args(argv))
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""`python -m web` (also `qa serve`): serve the chat and the JSON API over an index.
+
+    python -m web --index .citeqa --port 8000
+    python -m web --index .citeqa --workers 2
+
+Exit codes: 0 ok (stopped), 1 failure (cannot serve on that port), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_INDEX = ".citeqa"
+PROG_ENV = "CITEQA_PROG"  # the name a composite command (`qa serve`) runs this as, for usage lines
+HELP = "serve the web chat and JSON API"
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    """Add the serve command's arguments to ``p``."""
+    p.description = "Serve the chat on http://HOST:PORT/ and the API under /api."
+    p.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from web.app import serve
+
+    return serve(args.index, host=args.host, port=args.port, workers=args.workers)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    p = argparse.ArgumentParser(prog=os.environ.get(PROG_ENV, "python -m web"), description=HELP)
+    configure_parser(p)
+    try:
+        return run(p.parse_args(argv))
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
