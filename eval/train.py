@@ -178,7 +178,9 @@ def isotonic(p: np.ndarray, y: np.ndarray, w: np.ndarray | None = None):
 
 # --- the run --------------------------------------------------------------------------------------
 @dataclass
-class Question_:
+class TrainingQuestion:
+    """One training question with what the fit needs of it: its analysis, vectors and candidates."""
+
     item: Any  # eval.gold.GoldItem
     article: str
     q: Any  # qa.analyze.Question
@@ -302,11 +304,11 @@ def train(args) -> dict[str, Any]:
     t = time.perf_counter()
     qvs = encode_questions(encoder, [it.question for it in items])
     _log(f"encoded questions in {time.perf_counter() - t:.0f} s")
-    questions: list[Question_] = []
+    questions: list[TrainingQuestion] = []
     for it, qv in zip(items, qvs, strict=True):
         doc = it.doc_ids[0]
         gold = {int(s) for s in index.doc_sentences[doc] if any(sentence_matches(index.sent_text[s], g) for g in it.evidence)}
-        questions.append(Question_(it, doc.split("/")[0], analyze(it.question), qv, gold=gold))
+        questions.append(TrainingQuestion(it, doc.split("/")[0], analyze(it.question), qv, gold=gold))
     reuse_key = {"generation": index.gen_dir.name, "questions": [it.id for it in items], "seed": args.seed,
                  "removed_share": args.removed_share}
     reused = _load_reuse(args, "gather", reuse_key)
