@@ -25,6 +25,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -327,7 +328,7 @@ def sentence_features(
     for d in uniq_docs:
         missing = [w[x] for x, present in zip(terms, doc_pres[d].tolist(), strict=True) if not present]
         doc_missing[d] = max(missing) / 10.0 if missing else 0.0
-    any_term = P.any(1).tolist()
+    any_term = cast(list[bool], np.asarray(P).any(1).tolist())
     cats: list[list[str]] = []
     for j, sid in enumerate(sid_list):
         seq = facts.seq(sid)
@@ -540,7 +541,7 @@ def span_base(text: str, parse: Parse, cands: Sequence[SpanCandidate] | None = N
     span_terms, heads, govs, sibs, facts = [], [], [], [], []
     for j, c in enumerate(cands):
         ta, tb = c.first, c.last
-        span_terms.append([tok_stem[i] for i in range(ta, tb) if tok_stem[i] is not None])
+        span_terms.append([ts for i in range(ta, tb) if (ts := tok_stem[i]) is not None])
         length = tb - ta
         static[j, 5] = math.log(length)
         static[j, 6] = ta / max(1, n)
@@ -644,7 +645,7 @@ def span_features(
         P = mpos[None, :]
         outside = (ta[:, None] > P) | (tb[:, None] <= P)  # [C, M]: question words outside the phrase
         d = np.minimum(np.abs(P - ta[:, None]), np.abs(P - (tb[:, None] - 1)))
-        has_out = outside.any(1)
+        has_out = np.asarray(outside.any(1))
         big = 1 << 30
         F[:, 2] = np.where(has_out, np.log1p(np.where(outside, d, big).min(1)), 3.0)
         F[:, 3] = (outside * mw * np.exp(-d / 4.0)).sum(1) / totw
