@@ -28,7 +28,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from eval.squad import (
     unanswerable_items,
     write_corpus,
 )
+from index.program import PROG_ENV, room_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT / "corpus"
@@ -302,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         # `qa eval` runs `python -m eval` under the name it was given (CITEQA_PROG, see qa/cli.py).
-        "command": " ".join([os.environ.get("CITEQA_PROG") or sys.argv[0], *sys.argv[1:]]),
+        "command": " ".join([os.environ.get(PROG_ENV) or sys.argv[0], *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "k": args.k,
         "seed": args.seed,
@@ -350,12 +351,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None, runner: Callable[[argparse.Namespace], int] = run) -> int:
-    """``python -m eval.run …``: the same as ``qa eval …`` without the `qa` entry point."""
-    p = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.split("\n\n")[0])
-    configure_parser(p)
-    return runner(p.parse_args(argv))
-
+def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.run") -> int:
+    """``python -m eval`` (also ``qa eval``) and ``python -m eval.run``."""
+    try:
+        return room_main(argv, prog, "Evaluate citeqa against a gold set; writes report.json, report.md and plots.",
+                         configure_parser, run)  # fmt: skip
+    except BrokenPipeError:  # `qa eval … | head`
+        return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,9 +34,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from eval.benchmarks import BENCH
 from eval.gold import DEMO_GOLD, load_gold
 from eval.squad import gold_items, load_squad, sample, write_corpus
-from eval.squad_train import BENCH
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("latency_ms",)

@@ -13,22 +13,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from eval.benchmarks import BENCH
 
-def _benchmarks() -> Path:
-    """The shared benchmarks folder: $CITEQA_BENCHMARKS, else ``../shared/benchmarks`` beside the
-    checkout, else the project machines' ``/work/shared/benchmarks``."""
-    env = os.environ.get("CITEQA_BENCHMARKS")
-    candidates = [Path(env)] if env else []
-    candidates += [Path(__file__).resolve().parents[2] / "shared" / "benchmarks", Path("/work/shared/benchmarks")]
-    return next((c for c in candidates if c.is_dir()), candidates[0])
-
-
-BENCH = _benchmarks()
 TRAIN_FILE = BENCH / "squad-v1.1-train" / "train-v1.1.rebuilt.json.gz"
 LINEAR_ARTICLES = 24
 HELDOUT_ARTICLES = 16

@@ -368,9 +368,9 @@ def near_misses(cands: list[dict[str, Any]], docs: list, rng: random.Random):
                 options.append((q[: verb.idx] + "not " + q[verb.idx :], "negation"))
         # an antonym is the rarest kind that can be made (about 1 question in 14) and the most
         # common in SQuAD 2.0's human-written set: it goes first when there is one
-        options.sort(key=lambda o: o[1] != "antonym")
+        antonyms = [o for o in options if o[1] == "antonym"]
         if options:
-            q2, how = options[0] if options[0][1] == "antonym" else rng.choice(options)
+            q2, how = antonyms[0] if antonyms else rng.choice(options)
             yield r, q2, how
 
 

@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from eval.squad_train import BENCH
+from eval.benchmarks import BENCH
 
 ROOT = Path(__file__).resolve().parents[1]
 # name -> (file under the benchmarks folder, extra `qa eval` arguments: the slice)

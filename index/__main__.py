@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from index.program import room_main
+
 DEFAULT_INDEX = ".citeqa"
-PROG_ENV = "CITEQA_PROG"  # the name a composite command (`qa index`) runs this as, for usage lines
 HELP = "index (or update the index of) a folder of documents (.txt .md .html .pdf .docx)"
 
 
@@ -65,15 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    p = argparse.ArgumentParser(prog=os.environ.get(PROG_ENV, "python -m index"), description=HELP)
-    configure_parser(p)
-    try:
-        return run(p.parse_args(argv))
-    except KeyboardInterrupt:
-        print("qa: interrupted", file=sys.stderr)
-        return 130
-
+    return room_main(argv, "python -m index", HELP, configure_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -46,7 +46,6 @@ ROOM_HELP = {
     "serve": "serve the web chat and JSON API",
     "eval": "score answers against a gold question set (and SQuAD)",
 }
-PROG_ENV = "CITEQA_PROG"  # tells the room's program the name it runs under, for its usage lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +231,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 # --- index, serve, eval: the other rooms' command lines ----------------------------------------
 def run_room_program(command: str, argv: list[str]) -> int:
     """Run `python -m ROOM ARGV` in place of this process (same pid, streams and exit code)."""
+    from index.program import PROG_ENV
+
     sys.stdout.flush()
     sys.stderr.flush()
     os.environ[PROG_ENV] = f"qa {command}"

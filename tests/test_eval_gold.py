@@ -94,7 +94,7 @@ def test_load_gold_errors_name_the_line(tmp_path: Path) -> None:
 
 
 def test_the_wikinews_gold_set_validates_against_its_corpus() -> None:
-    from eval.squad_train import BENCH
+    from eval.benchmarks import BENCH
     from eval.transfer import WIKINEWS_CORPUS, WIKINEWS_GOLD
 
     corpus = BENCH / WIKINEWS_CORPUS

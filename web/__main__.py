@@ -9,13 +9,13 @@ Exit codes: 0 ok (stopped), 1 failure (cannot serve on that port), 2 bad usage.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from index.program import room_main
+
 DEFAULT_INDEX = ".citeqa"
-PROG_ENV = "CITEQA_PROG"  # the name a composite command (`qa serve`) runs this as, for usage lines
 HELP = "serve the web chat and JSON API"
 
 
@@ -35,15 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    p = argparse.ArgumentParser(prog=os.environ.get(PROG_ENV, "python -m web"), description=HELP)
-    configure_parser(p)
-    try:
-        return run(p.parse_args(argv))
-    except KeyboardInterrupt:
-        print("qa: interrupted", file=sys.stderr)
-        return 130
-
+    return room_main(argv, "python -m web", HELP, configure_parser, run)
 
 if __name__ == "__main__":
     sys.exit(main())
