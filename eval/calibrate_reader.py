@@ -26,6 +26,7 @@ What it does:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -66,6 +67,18 @@ def _near_miss_questions(pairs_dir: Path) -> list[tuple[str, str]]:
     return [(p.question, p.sentence) for p in pairs["heldout"] if p.kind == "near_miss"]
 
 
+def ece(conf: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, bins: int = 10) -> float:
+    """Expected calibration error over equal-width bins, each example counted with its weight."""
+    weight = np.ones(len(y)) if weight is None else weight
+    b = np.minimum((conf * bins).astype(int), bins - 1)
+    total = 0.0
+    for k in range(bins):
+        m = b == k
+        if m.any():
+            total += abs(np.average(conf[m], weights=weight[m]) - np.average(y[m], weights=weight[m])) * weight[m].sum()
+    return float(total / weight.sum())
+
+
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     from eval.train_reader import auc as _auc
 
@@ -83,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--near-miss", type=int, default=1000, help="near-miss questions asked")
     ap.add_argument("--max-depth", type=int, default=8)
     ap.add_argument("--max-false-abstention", type=float, default=0.05)
+    ap.add_argument("--unanswerable-share", type=float, default=0.2,
+                    help="share of unanswerable questions the confidence assumes (default 0.2: about the share in "
+                         "our own gold sets, eval/gold/*.jsonl); the fit weights its unanswerable questions to it")
+    ap.add_argument("--exit-cost", type=float, default=0.002,
+                    help="answer F1 and evidence@1 the early exit may cost on the answerable questions (default 0.002)")
+    ap.add_argument("--no-early-exit", action="store_true", help="always read --depth sentences")
+    ap.add_argument("--reader-features-only", action="store_true",
+                    help="ablation: fit the confidence on what the reader read alone (weights of the others 0)")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--out", type=Path, default=MODELS)
     ap.add_argument("--dry-run", action="store_true", help="report, write nothing")
@@ -99,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from qa.answer import AnswerStep
     from qa.engine import encode_questions
     from qa.model import Calibration, load_model
-    from qa.reading import CONFIDENCE_FEATURES, UNCALIBRATED, NeuralReader, ReaderCalibration
+    from qa.reading import CONFIDENCE_FEATURES, READER_FEATURES, UNCALIBRATED, NeuralReader, ReaderCalibration
     from qa.retrieve import Retriever
 
     t0 = time.time()
@@ -132,23 +153,37 @@ def main(argv: list[str] | None = None) -> int:
 
     asked: list[dict[str, Any]] = []
 
-    def ask(text: str, kind: str, item=None, exclude=None) -> None:
+    def ask(text: str, kind: str, item=None, exclude=None, near_article: str = "") -> None:
         q = analyze(text)
         qv = encode_questions(encoder, [text])[0]
         cand = step.gather(q, qv, exclude=exclude)
         t = time.perf_counter()
         rc = reader.read_candidates(q, cand, depth=args.max_depth)
-        asked.append({"kind": kind, "item": item, "read": rc, "read_s": time.perf_counter() - t})
+        asked.append({"kind": kind, "item": item, "read": rc, "read_s": time.perf_counter() - t,
+                      "near_article": near_article})
 
-    for n, it in enumerate(items):
-        ask(it.question, "answerable", it)
-        if n % 500 == 0:
-            _log(f"  answerable {n}/{len(items)} · {time.time() - t0:.0f} s")
-    for it in removed:
-        prefix = article_of[it.id] + "/"
-        ask(it.question, "removed", it, exclude=lambda d, prefix=prefix: d.startswith(prefix))
-    for text, _ in near:
-        ask(text, "near_miss")
+    # What the reader read is kept (keyed by the model file, the questions and the code's features),
+    # so trying another fit does not read everything again.
+    from qa.reader import MODEL_FILE
+
+    key = hashlib.sha1(b"|".join([MODEL_FILE.read_bytes()[-4096:], json.dumps([len(items), len(removed), len(near), args.seed,
+                                  args.max_depth, list(CONFIDENCE_FEATURES)]).encode()])).hexdigest()[:12]
+    readings_file = args.work / f"readings-{key}.pkl"
+    if readings_file.exists():
+        asked = pickle.loads(readings_file.read_bytes())
+        _log(f"readings from {readings_file}")
+    else:
+        for n, it in enumerate(items):
+            ask(it.question, "answerable", it)
+            if n % 500 == 0:
+                _log(f"  answerable {n}/{len(items)} · {time.time() - t0:.0f} s")
+        for it in removed:
+            prefix = article_of[it.id] + "/"
+            ask(it.question, "removed", it, exclude=lambda d, prefix=prefix: d.startswith(prefix))
+        sentence_article = {s: it.doc_ids[0].split("/")[0] for it in gold_items(held) for s in it.evidence}
+        for text, sentence in near:
+            ask(text, "near_miss", near_article=sentence_article.get(sentence, sentence[:40]))
+        readings_file.write_bytes(pickle.dumps(asked))
     _log(f"read everything in {time.time() - t0:.0f} s")
 
     def outcome(rec, cal: ReaderCalibration, depth: int):
@@ -179,28 +214,83 @@ def main(argv: list[str] | None = None) -> int:
     depth, w = chosen["depth"], chosen["prior_weight"]
     _log(f"chosen: depth {depth}, prior weight {w}")
 
+    # Early exit: the first sentence alone is read first, and the rest only when its logit is
+    # under exit_logit. The lowest exit_logit (most questions answered after one sentence) that
+    # costs at most --exit-cost of answer F1 and of evidence@1 on the answerable questions.
     base = ReaderCalibration(depth, w, UNCALIBRATED.coef, 0.0, UNCALIBRATED.calibration, 0.0)
-    X, y, kinds, f1s = [], [], [], []
+    first_logit = {id(r): (r["read"].readings[0].logit if r["read"].readings else -99.0) for r in asked}
+
+    def reads(r, exit_logit: float | None) -> int:
+        return 1 if exit_logit is not None and first_logit[id(r)] >= exit_logit else depth
+
+    full = [outcome(r, base, depth) for r in answerable]
+    f1_full, ev_full = float(np.mean([x[3] for x in full])), float(np.mean([x[1] for x in full]))
+    exit_logit: float | None = None
+    exit_rows = []
+    if depth > 1 and not args.no_early_exit:
+        firsts = np.array([first_logit[id(r)] for r in answerable])
+        for t in sorted(set(np.quantile(firsts, np.linspace(0.0, 1.0, 41)).round(3).tolist())):
+            res = [outcome(r, base, reads(r, t)) for r in answerable]
+            f1_t, ev_t = float(np.mean([x[3] for x in res])), float(np.mean([x[1] for x in res]))
+            exit_rows.append({"exit_logit": t, "exits": float(np.mean(firsts >= t)), "f1": f1_t, "evidence_at_1": ev_t})
+            if exit_logit is None and f1_t >= f1_full - args.exit_cost and ev_t >= ev_full - args.exit_cost:
+                exit_logit = t
+        _log(f"early exit: logit ≥ {exit_logit} → "
+             + (f"{next(x for x in exit_rows if x['exit_logit'] == exit_logit)}" if exit_logit is not None else "never"))
+
+    X, y, kinds, f1s, articles = [], [], [], [], []
     for r in asked:
-        d, ev, em, f1 = outcome(r, base, depth)
+        d, ev, em, f1 = outcome(r, base, reads(r, exit_logit))
         X.append(d.features)
         y.append(1 if (r["kind"] == "answerable" and f1 >= 0.5) else 0)
         kinds.append(r["kind"])
         f1s.append(f1)
+        articles.append(article_of.get(r["item"].id, "") if r["item"] is not None else r["near_article"])
     X = np.array(X)
+    if args.reader_features_only:  # ablation: the first ranking's measurements and the type check left out
+        X[:, len(READER_FEATURES) :] = 0.0
     y = np.array(y)
     kinds = np.array(kinds)
-    lr = LogisticRegression(C=1.0, max_iter=2000).fit(X, y)
+    articles = np.array(articles)
+    # Unanswerable questions weighted to make up --unanswerable-share of the fit (what the
+    # confidence means depends on how often the documents hold no answer; see --help).
+    unans = kinds != "answerable"
+    weight = np.ones(len(y))
+    if unans.any() and (~unans).any():
+        share = args.unanswerable_share
+        weight[unans] = share / (1 - share) * (~unans).sum() / unans.sum()
+
+    def fit(rows: np.ndarray) -> tuple[Any, Calibration]:
+        lr_ = LogisticRegression(C=1.0, max_iter=5000).fit(X[rows], y[rows], sample_weight=weight[rows])
+        raw_ = lr_.predict_proba(X[rows])[:, 1]
+        iso_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw_, y[rows], sample_weight=weight[rows])
+        xs_ = np.unique(np.quantile(raw_, np.linspace(0, 1, 101)))
+        return lr_, Calibration(xs_, iso_.predict(xs_))
+
+    # Out-of-sample figures: two folds by article (fit on one half, measure on the other).
+    uniq = sorted(set(articles.tolist()))
+    fold_of = {a: i % 2 for i, a in enumerate(random.Random(args.seed).sample(uniq, len(uniq)))}
+    folds = np.array([fold_of[a] for a in articles])
+    oos = np.zeros(len(y))
+    for f in (0, 1):
+        lr_f, cal_f = fit(folds != f)
+        oos[folds == f] = [cal_f(p) for p in lr_f.predict_proba(X[folds == f])[:, 1]]
+    cross = {
+        "ece_answerable_only": ece(oos[~unans], y[~unans]),
+        "ece_weighted_mix": ece(oos, y, weight),
+        "auc_answerable_vs_near_miss": auc(oos[kinds == "answerable"], oos[kinds == "near_miss"]),
+        "auc_answerable_vs_removed": auc(oos[kinds == "answerable"], oos[kinds == "removed"]),
+    }  # fmt: skip
+    _log(f"two-fold out-of-sample: {cross}")
+
+    lr, calib = fit(np.ones(len(y), bool))
     raw = lr.predict_proba(X)[:, 1]
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
-    xs = np.unique(np.quantile(raw, np.linspace(0, 1, 101)))
-    calib = Calibration(xs, iso.predict(xs))
     conf = np.array([calib(p) for p in raw])
     ans_conf = np.sort(conf[kinds == "answerable"])
     k = int(math.floor(args.max_false_abstention * len(ans_conf)))
     threshold = float(ans_conf[k]) if k < len(ans_conf) else 1.0
     # ties: abstain strictly below the threshold, so false abstentions stay at or under the goal
-    final = ReaderCalibration(depth, w, lr.coef_[0], float(lr.intercept_[0]), calib, threshold)
+    final = ReaderCalibration(depth, w, lr.coef_[0], float(lr.intercept_[0]), calib, threshold, exit_logit=exit_logit)
     abst = conf < threshold
     figures = {
         "answerable": int((kinds == "answerable").sum()),
@@ -211,13 +301,17 @@ def main(argv: list[str] | None = None) -> int:
         "auc_answerable_vs_near_miss": auc(conf[kinds == "answerable"], conf[kinds == "near_miss"]),
         "auc_answerable_vs_removed": auc(conf[kinds == "answerable"], conf[kinds == "removed"]),
         "read_ms_median_at_max_depth": 1000 * float(np.median([r["read_s"] for r in asked])),
+        "early_exit_share": float(np.mean([reads(r, exit_logit) == 1 for r in answerable])),
+        "unanswerable_share_of_fit": args.unanswerable_share,
+        "two_fold_out_of_sample": cross,
     }  # fmt: skip
     _log(json.dumps(figures, indent=1))
     info = {"fitted_on": "SQuAD v1.1 train, held-out articles (eval/squad_train.py 'heldout')",
-            "figures_on_fit_data": figures, "grid": grid, "features": list(CONFIDENCE_FEATURES),
+            "figures_on_fit_data": figures, "grid": grid, "early_exit_grid": exit_rows,
+            "features": list(CONFIDENCE_FEATURES),
             "seconds": round(time.time() - t0)}  # fmt: skip
     final = ReaderCalibration(final.depth, final.prior_weight, final.coef, final.intercept, final.calibration,
-                              final.threshold, info)  # fmt: skip
+                              final.threshold, info, exit_logit)  # fmt: skip
     if not args.dry_run:
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / "reader-calibration.json"

@@ -15,8 +15,14 @@ Example::
 from __future__ import annotations
 
 import functools
+import os
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from qa.reader_inputs import Pieces, batch_arrays, piece_span_to_chars, pieces, top_spans, windows
 
@@ -43,18 +49,46 @@ class Reading:
 class NeuralReader:
     """Reads (question, candidate sentence) pairs with the trained cross-encoder."""
 
-    def __init__(self, path: Path | str = MODEL_FILE, threads: int = 1) -> None:
+    def __init__(self, path: Path | str = MODEL_FILE, threads: int | None = None) -> None:
+        """``threads``: cores one read may use when it is the only read in flight (default: up
+        to 2). Reads that overlap (a server under load) take one core each, as one core per read
+        is then the faster way to share the machine."""
         path = Path(path)
         if not path.exists():
             raise ReaderUnavailableError(f"no reader model at {path} — train it: python -m eval.train_reader")
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.path = path
+        self.threads = max(1, threads if threads is not None else min(2, os.cpu_count() or 1))
+        self._sessions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.runs: Counter[int] = Counter()  # forward passes by the threads they were given
+        self._session(1)  # load now: a broken file fails here, not at the first question
         self._pieces: dict[str, Pieces] = {}
+
+    def _session(self, threads: int) -> Any:
+        sess = self._sessions.get(threads)
+        if sess is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            sess = self._sessions[threads] = ort.InferenceSession(str(self.path), opts,
+                                                                  providers=["CPUExecutionProvider"])  # fmt: skip
+        return sess
+
+    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with self._lock:
+            alone = self._in_flight == 0
+            self._in_flight += 1
+            threads = self.threads if alone else 1
+            sess = self._session(threads)
+            self.runs[threads] += 1
+        try:
+            return sess.run(None, feed)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _cached_pieces(self, texts: list[str]) -> list[Pieces]:
         missing = [t for t in dict.fromkeys(texts) if t not in self._pieces]
@@ -80,7 +114,7 @@ class NeuralReader:
                 inputs.append(inp)
                 owner.append(c)
         ids, mask, types = batch_arrays(inputs)
-        ans, start, end = self.session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        ans, start, end = self._run({"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
         best: dict[int, int] = {}
         for k, c in enumerate(owner):
             if c not in best or ans[k] > ans[best[c]]:

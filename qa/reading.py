@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qa.analyze import Question
+from qa.analyze import TYPE_LABELS, Question
 from qa.answer import AnswerStep, Candidates, Decision, _norm
 from qa.features import QuestionVectors, SpanCandidate
 from qa.model import Calibration
@@ -40,7 +40,19 @@ from qa.reader import NeuralReader as OnnxReader
 DEFAULT_READER = "neural"
 CALIBRATION_FILE = Path(__file__).resolve().parent / "models" / "reader-calibration.json"
 READERS = ("neural", "linear")
-CONFIDENCE_FEATURES = ("top_logit", "top_combined", "margin", "span_score", "log_prior", "second_logit", "read")
+READER_FEATURES = ("top_logit", "top_combined", "margin", "span_score", "log_prior", "second_logit", "read")
+CONFIDENCE_FEATURES = (
+    *READER_FEATURES,
+    # what the first ranking measured of the cited sentence: how much of the question it and its
+    # neighbours hold, and the rarest question word its whole document lacks (a near-miss
+    # question often names something the document never mentions)
+    "overlap", "context_overlap", "dense", "doc_missing_idf",
+    # whether the question expects a typed answer (a date, a person, a place, a number ...) and
+    # whether the phrase is an entity of that type
+    "typed_question", "phrase_typed",
+)  # fmt: skip
+# columns of qa.features.SENTENCE_FEATURES the confidence reads, in the order above
+_FIRST_RANKING_COLUMNS = ("overlap", "context_overlap", "dense", "max_missing_idf")
 
 
 class Reader(Protocol):
@@ -74,6 +86,10 @@ class ReaderCalibration:
     calibration: Calibration
     threshold: float  # abstain when the calibrated confidence is below it
     info: dict[str, Any] = field(default_factory=dict)
+    # Read the first sentence alone, and the rest only when its answerability logit is below
+    # this (None: always read ``depth``). Chosen on the same held-out articles so that the
+    # answers barely change; the confidence model sees how many sentences were read.
+    exit_logit: float | None = None
 
     def confidence(self, feats: np.ndarray) -> float:
         raw = float(feats @ self.coef + self.intercept)
@@ -83,7 +99,8 @@ class ReaderCalibration:
         return {
             "depth": self.depth, "prior_weight": self.prior_weight, "features": list(CONFIDENCE_FEATURES),
             "coef": [float(c) for c in self.coef], "intercept": self.intercept,
-            "calibration": self.calibration.to_json(), "threshold": self.threshold, "info": self.info,
+            "calibration": self.calibration.to_json(), "threshold": self.threshold, "exit_logit": self.exit_logit,
+            "info": self.info,
         }  # fmt: skip
 
     @classmethod
@@ -92,10 +109,11 @@ class ReaderCalibration:
             raise ValueError("reader calibration was fitted on other features — rerun: python -m eval.calibrate_reader")
         return cls(int(obj["depth"]), float(obj["prior_weight"]), np.asarray(obj["coef"], np.float64),
                    float(obj["intercept"]), Calibration.from_json(obj["calibration"]), float(obj["threshold"]),
-                   dict(obj.get("info", {})))  # fmt: skip
+                   dict(obj.get("info", {})),
+                   None if obj.get("exit_logit") is None else float(obj["exit_logit"]))  # fmt: skip
 
 
-UNCALIBRATED = ReaderCalibration(4, 0.5, np.array([1.0, 0, 0, 0, 0, 0, 0]), 0.0, Calibration(np.zeros(0), np.zeros(0)), 0.5)
+UNCALIBRATED = ReaderCalibration(4, 0.5, np.eye(len(CONFIDENCE_FEATURES))[0], 0.0, Calibration(np.zeros(0), np.zeros(0)), 0.5)
 
 
 @functools.cache
@@ -104,6 +122,13 @@ def load_calibration(path: Path = CALIBRATION_FILE) -> ReaderCalibration:
         return ReaderCalibration.from_json(json.loads(path.read_text()))
     except FileNotFoundError:
         raise ReaderUnavailableError(f"no reader calibration at {path} — make it: python -m eval.calibrate_reader") from None
+
+
+@functools.cache
+def _columns() -> list[int]:
+    from qa.features import SENTENCE_FEATURES
+
+    return [SENTENCE_FEATURES.index(c) for c in _FIRST_RANKING_COLUMNS]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -119,6 +144,8 @@ class ReadCandidates:
     log_prior: np.ndarray  # their log-probabilities under the first ranking
     readings: tuple[Reading, ...]
     rest: np.ndarray  # the other candidates, in first-ranking order
+    measured: np.ndarray = field(default_factory=lambda: np.zeros((0, len(_FIRST_RANKING_COLUMNS))))  # [read, 4]
+    expected: frozenset[str] = frozenset()  # entity labels that fit the question's expected answer type
 
 
 class NeuralReader:
@@ -142,11 +169,23 @@ class NeuralReader:
         logp = s1 - s1.max() - math.log(float(np.exp(s1 - s1.max()).sum()))
         return order, logp
 
-    def read_candidates(self, q: Question, cand: Candidates, depth: int | None = None) -> ReadCandidates:
+    def read_candidates(self, q: Question, cand: Candidates, depth: int | None = None,
+                        before: ReadCandidates | None = None) -> ReadCandidates:  # fmt: skip
+        """The first ``depth`` sentences of the first ranking, read in one batch; with ``before``
+        (what an earlier call read of the same candidates), only the ones it did not read."""
         order, logp = self.first_ranking(cand)
-        top = order[: depth or self.depth]
+        done = len(before.sids) if before is not None else 0
+        top = order[: max(done, depth or self.depth)]
+        rc = self._read_sids(q, cand.sids[top[done:]])
+        readings = (before.readings if before is not None else ()) + rc
+        measured = cand.numeric[top][:, _columns()] if len(cand.numeric) else np.zeros((len(top), 4))
+        return ReadCandidates(cand.sids[top], logp[top], readings, cand.sids[order[len(top) :]], measured,
+                              TYPE_LABELS.get(q.expected or "", frozenset()))  # fmt: skip
+
+    def _read_sids(self, q: Question, sids: np.ndarray) -> tuple[Reading, ...]:
+        if len(sids) == 0:
+            return ()
         idx = self.step.index
-        sids = cand.sids[top]
         pairs = [(idx.docs[idx.sent_doc[int(s)]].title, idx.sent_text[int(s)]) for s in sids]
         # A "when" question about a sentence that gives no date is answered by the document's own
         # date (qa/cite.py says so); the reader judges that sentence with the date put before it,
@@ -163,7 +202,7 @@ class NeuralReader:
             with_date = read[len(sids) + k]
             if with_date.logit > readings[i].logit:
                 readings[i] = replace(readings[i], logit=with_date.logit)
-        return ReadCandidates(sids, logp[top], tuple(readings), cand.sids[order[len(top) :]])
+        return tuple(readings)
 
     def decide(self, read: ReadCandidates, avoid: str | None = None, calibration: ReaderCalibration | None = None,
                depth: int | None = None) -> Decision:  # fmt: skip
@@ -190,6 +229,7 @@ class NeuralReader:
         ranked = [(int(read.sids[i]), float(p[i])) for i in order]
         ranked += [(int(s), 0.0) for s in read.sids[n:]] + [(int(s), 0.0) for s in read.rest]
         feats = self.features(logits, combined, order, span_score, read.log_prior[:n], n)
+        feats = np.concatenate([feats, self.evidence_features(read, best, start, end)])
         conf = cal.confidence(feats)
         alternatives = []
         best_text = self.step.index.sent_text[int(read.sids[best])]
@@ -213,10 +253,25 @@ class NeuralReader:
         return np.array([float(logits[best]), float(combined[best]), min(margin, 10.0), float(span_score) / 10.0,
                          float(log_prior[best]), second, math.log(n)])  # fmt: skip
 
+    def evidence_features(self, read: ReadCandidates, best: int, start: int, end: int) -> np.ndarray:
+        measured = read.measured[best] if len(read.measured) > best else np.zeros(len(_FIRST_RANKING_COLUMNS))
+        typed = 0.0
+        if read.expected and end > start:
+            mentions = self.step.index.mentions[int(read.sids[best])]
+            typed = float(any(lab in read.expected and a < end and b > start for a, b, lab, *_ in mentions))
+        return np.concatenate([measured, [float(bool(read.expected)), typed]])
+
     def read(self, q: Question, qv: QuestionVectors, cand: Candidates, *, avoid: str | None = None) -> Decision:
         if len(cand.sids) == 0:
             return Decision([], None, 0.0, True, np.zeros(len(CONFIDENCE_FEATURES)))
-        return self.decide(self.read_candidates(q, cand), avoid)
+        exit_logit = self.calibration.exit_logit
+        if exit_logit is None or self.depth <= 1:
+            return self.decide(self.read_candidates(q, cand), avoid)
+        first = self.read_candidates(q, cand, depth=1)
+        if first.readings and first.readings[0].logit >= exit_logit:
+            return self.decide(first, avoid)
+        return self.decide(self.read_candidates(q, cand, before=first), avoid)
+
 
 
 @functools.cache

@@ -301,3 +301,74 @@ def test_an_off_topic_question_abstains_with_the_nearest_passages(engine) -> Non
     ans = engine.ask("Who won the 2018 FIFA World Cup final in Moscow?")
     assert ans.abstained and ans.answer is None
     assert ans.citations and ans.confidence < engine.reader.calibration.threshold
+
+
+# --- reading fewer sentences when the first is clearly right -----------------------------------
+def _reader_with_exit(engine, exit_logit):
+    """The real neural reader with another early-exit bar, counting the sentences it reads."""
+    from dataclasses import replace
+
+    from qa.reading import NeuralReader as Reading_
+
+    base = engine.reader_named("neural")
+    r = Reading_(engine.answerer, base.onnx, replace(base.calibration, depth=3, exit_logit=exit_logit))
+    r.sentences = 0
+    inner = r._read_sids
+
+    def counting(q, sids):
+        r.sentences += len(sids)
+        return inner(q, sids)
+
+    r._read_sids = counting
+    return r
+
+
+@pytest.mark.parametrize("question", ["when were direct AZAL flights announced", "Who is Azerbaijan's ambassador to Pakistan?"])
+def test_early_exit_reads_one_sentence_when_the_first_clears_the_bar_and_all_otherwise(engine, question) -> None:
+    from qa.analyze import analyze
+
+    q = analyze(question)
+    qv = engine.question_vectors(question)
+    cand = engine.answerer.gather(q, qv)
+    always = _reader_with_exit(engine, -1e9)  # every first sentence clears it
+    d1 = always.read(q, qv, cand)
+    assert always.sentences == 1
+    never = _reader_with_exit(engine, 1e9)
+    d3 = never.read(q, qv, cand)
+    assert never.sentences == 3
+    # the same decisions as reading 1 or 3 sentences at once; the "read" feature tells them apart
+    assert d1.ranked[0][0] == always.decide(always.read_candidates(q, cand, depth=1)).ranked[0][0]
+    assert [s for s, _ in d3.ranked[:3]] == [s for s, _ in never.decide(never.read_candidates(q, cand)).ranked[:3]]
+    assert d1.features[6] == 0.0 and d3.features[6] == pytest.approx(np.log(3))
+
+
+def test_reading_the_rest_after_the_first_reads_each_sentence_once_and_keeps_the_order(engine) -> None:
+    from qa.analyze import analyze
+
+    question = "Who led the Pakistan side in the political consultations?"
+    q = analyze(question)
+    cand = engine.answerer.gather(q, engine.question_vectors(question))
+    r = _reader_with_exit(engine, None)
+    first = r.read_candidates(q, cand, depth=1)
+    rest = r.read_candidates(q, cand, depth=3, before=first)
+    whole = r.read_candidates(q, cand, depth=3)
+    assert r.sentences == 1 + 2 + 3
+    assert rest.sids.tolist() == whole.sids.tolist() and rest.readings[0] == first.readings[0]
+    assert rest.rest.tolist() == whole.rest.tolist() and len(rest.measured) == 3
+    # int8 activations are quantized per batch, so a sentence read in another batch may differ a little
+    for a, b in zip(rest.readings, whole.readings, strict=True):
+        assert abs(a.logit - b.logit) < 0.5
+
+
+def test_a_read_alone_uses_both_cores_and_overlapping_reads_one_each_with_the_same_results() -> None:
+    r = NeuralReader(threads=2)
+    pairs = [("Flights", "Direct AZAL flights were announced on 9 November 2023 in Tashkent.")]
+    alone = r.read("when were direct flights announced?", pairs)[0]
+    assert r.runs == {2: 1}
+    r._in_flight += 1  # as if another request's read were running
+    try:
+        shared = r.read("when were direct flights announced?", pairs)[0]
+    finally:
+        r._in_flight -= 1
+    assert r.runs == {2: 1, 1: 1} and r._in_flight == 0
+    assert shared.phrase == alone.phrase and abs(shared.logit - alone.logit) < 1e-3
