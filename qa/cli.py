@@ -29,6 +29,7 @@ examples:
   qa index corpus/ --index .citeqa
   qa ask --index .citeqa "when were direct AZAL flights announced"
   qa ask --index .citeqa --json "who led the Pakistan side?"
+  qa ask --index .citeqa --since 2023-06-01 "when were direct AZAL flights announced"
   echo '{"id": "q1", "question": "who visited Islamabad?"}' | qa ask --index .citeqa --jsonl
   qa show --index .citeqa 003_fdf2c5db0e68fe77.txt
   qa serve --index .citeqa --port 8000
@@ -78,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
                     '(in --jsonl, a line may carry {"previous": {"question": …, "doc_id": …, "answer": …}})')
     fmt.add_argument("--jsonl", action="store_true",
                      help='read {"id","question"} lines from stdin, write one answer object per line, same order')
+    within = pa.add_argument_group("asking within some documents (citations come only from those)")
+    within.add_argument("--doc", action="append", metavar="DOC_ID", dest="doc_ids",
+                        help="only this document (repeat for several)")
+    within.add_argument("--folder", metavar="F", help="only documents under this folder of the corpus")
+    within.add_argument("--since", metavar="YYYY-MM-DD", help="only documents dated on or after this day "
+                        "(a document without a date never matches)")
+    within.add_argument("--until", metavar="YYYY-MM-DD", help="only documents dated on or before this day")
     pa.add_argument("--reader", choices=["neural", "linear"], default="neural",
                     help="the answer step: neural (the trained cross-encoder, default) or linear (the linear models)")
 
@@ -125,9 +133,14 @@ def render_human(ans: Answer, color: bool) -> str:
         return s
 
     lines = []
+    if view.within:
+        lines.append(f"(within {view.within})")
     if ans.abstained:
         lines.append(f"The documents don't say. (confidence {round(ans.confidence, 4):.2f})")
-        lines.append("Nearest passages (not an answer):")
+        if ans.answer_note:
+            lines.append(f"  ({ans.answer_note})")
+        if ans.citations:
+            lines.append("Nearest passages (not an answer):")
     else:
         parts = ans.answers if ans.answers is not None and len(ans.answers) > 1 else None
         if color:  # each part of a two-part answer highlighted on its own, the join not
@@ -174,13 +187,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
     elif args.question is None or not args.question.strip():
         _err('the question is empty — usage: qa ask --index DIR "QUESTION"')
         return 2
+    from qa.filters import DocFilter, FilterError
+
+    try:
+        doc_filter = DocFilter.make(args.doc_ids, args.folder, args.since, args.until)
+    except FilterError as e:
+        _err(str(e).replace("date_from", "--since").replace("date_to", "--until").replace("doc_ids", "--doc"))
+        return 2
     engine, code = _open_engine(args.index, args.reader)
     if engine is None:
         return code
     if not args.jsonl:
         try:
             prev = Previous(args.after) if args.after else None
-            ans = engine.ask(args.question, k=args.k, previous=prev)
+            ans = engine.ask(args.question, k=args.k, previous=prev, filter=doc_filter)
         except QuestionError as e:
             _err(str(e))
             return 2
@@ -199,9 +219,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
             if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
                 raise QuestionError('each line must be a JSON object with a "question" string')
             qid = obj.get("id")
+            line_filter = DocFilter.parse(obj["filter"]) if obj.get("filter") is not None else doc_filter
             out = engine.ask(obj["question"], k=args.k, id=None if qid is None else str(qid),
-                             previous=_previous(obj.get("previous"))).to_dict()
-        except (json.JSONDecodeError, QuestionError) as e:
+                             previous=_previous(obj.get("previous")), filter=line_filter).to_dict()
+        except (json.JSONDecodeError, QuestionError, FilterError) as e:
             failures += 1
             out = {"id": qid, "error": f"line {lineno}: {e}"}
         print(json.dumps(out, ensure_ascii=False), flush=True)

@@ -39,7 +39,8 @@ router = APIRouter(tags=["api"])
 def api_ask(req: AskRequest, holder: Holder) -> dict[str, Any]:
     eng = holder.require()
     try:
-        ans = eng.ask(req.question, k=req.k, id=req.id, previous=req.previous.to_previous() if req.previous else None)
+        ans = eng.ask(req.question, k=req.k, id=req.id, previous=req.previous.to_previous() if req.previous else None,
+                      filter=req.filter.to_filter() if req.filter else None)
     except QuestionError as e:
         raise HTTPException(422, str(e)) from None
     return answer_body(ans)

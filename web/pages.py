@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from index.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 from index.uploads import uploaded_ids
 from qa.engine import MAX_QUESTION_CHARS, QuestionError
+from qa.filters import MAX_FOLDER_CHARS, DocFilter, FilterError
 from qa.followup import MAX_PREVIOUS_CHARS, Previous
 from web.changes import applying, refuse_cross_site, upload
 from web.errors import check_doc_id, find_doc
@@ -35,9 +36,15 @@ EXAMPLES = (
 router = APIRouter(include_in_schema=False)
 
 
-def chat(request: Request, holder: EngineHolder, question: str | None, previous: Previous | None = None) -> HTMLResponse:
+# The chat's filter fields (the same names with JavaScript or without): f_doc, f_folder, f_since, f_until.
+FILTER_FIELDS = ("f_doc", "f_folder", "f_since", "f_until")
+
+
+def chat(request: Request, holder: EngineHolder, question: str | None, previous: Previous | None = None,
+         within: dict[str, str] | None = None) -> HTMLResponse:
     # {"question", "answer": the contract and its view, or "error": one line}; chat.js keeps it in its history.
     exchange: dict[str, Any] | None = None
+    within = within or {}
     if question is not None:
         exchange = {"question": question}
         eng = holder.get()
@@ -45,11 +52,15 @@ def chat(request: Request, holder: EngineHolder, question: str | None, previous:
             exchange["error"] = f"{holder.error} Build it with: {holder.build_hint()}"
         else:
             try:
-                exchange["answer"] = answer_body(eng.ask(question, previous=previous))
-            except QuestionError as e:
+                doc_filter = DocFilter.make([within["f_doc"]] if within.get("f_doc") else None,
+                                            within.get("f_folder") or None, within.get("f_since") or None,
+                                            within.get("f_until") or None)
+                exchange["answer"] = answer_body(eng.ask(question, previous=previous, filter=doc_filter))
+            except (QuestionError, FilterError) as e:
                 exchange["error"] = str(e)[:1].upper() + str(e)[1:] + "."
+    docs = sorted(eng_.index.docs) if (eng_ := holder.get()) is not None and len(eng_.index.docs) <= 500 else []
     return render_page(request, "chat.html", examples=EXAMPLES, exchange=exchange, after=turn_before_next(exchange),
-                       accept=",".join(SUPPORTED_SUFFIXES))
+                       accept=",".join(SUPPORTED_SUFFIXES), within=within, doc_ids=docs)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -60,9 +71,14 @@ def index_page(
     after: str | None = Query(None, max_length=MAX_PREVIOUS_CHARS),
     after_doc: str | None = Query(None, max_length=MAX_PREVIOUS_DOC_ID_CHARS),
     after_answer: str | None = Query(None, max_length=MAX_PREVIOUS_ANSWER_CHARS),
+    f_doc: str | None = Query(None, max_length=MAX_FOLDER_CHARS),
+    f_folder: str | None = Query(None, max_length=MAX_FOLDER_CHARS),
+    f_since: str | None = Query(None, max_length=20),
+    f_until: str | None = Query(None, max_length=20),
 ) -> HTMLResponse:
     previous = Previous(after, after_doc or None, after_answer or None) if after else None
-    return chat(request, holder, q, previous)
+    within = {k: v for k, v in zip(FILTER_FIELDS, (f_doc, f_folder, f_since, f_until), strict=True) if v}
+    return chat(request, holder, q, previous, within)
 
 
 @router.post("/")
@@ -71,6 +87,10 @@ def index_post(
     after: str = Form("", max_length=MAX_PREVIOUS_CHARS),
     after_doc: str = Form("", max_length=MAX_PREVIOUS_DOC_ID_CHARS),
     after_answer: str = Form("", max_length=MAX_PREVIOUS_ANSWER_CHARS),
+    f_doc: str = Form("", max_length=MAX_FOLDER_CHARS),
+    f_folder: str = Form("", max_length=MAX_FOLDER_CHARS),
+    f_since: str = Form("", max_length=20),
+    f_until: str = Form("", max_length=20),
 ) -> Response:
     # The form without JavaScript (with JS, chat.js uses the API). Post/redirect/get: the answer
     # page has an address, so a reload shows the answer again instead of asking to resend a form.
@@ -78,6 +98,7 @@ def index_post(
     params = {"q": question}
     if after:
         params |= {k: v for k, v in (("after", after), ("after_doc", after_doc), ("after_answer", after_answer)) if v}
+    params |= {k: v for k, v in zip(FILTER_FIELDS, (f_doc, f_folder, f_since, f_until), strict=True) if v}
     return RedirectResponse("/?" + urlencode(params), status_code=303)
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from index.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 from qa.engine import MAX_K, MAX_QUESTION_CHARS
+from qa.filters import DATE_PATTERN, FOLDER_PATTERN, MAX_FILTER_DOC_IDS, MAX_FOLDER_CHARS, DocFilter, FilterError
 from qa.followup import MAX_PREVIOUS_CHARS, Previous
 
 # Limits of the turn before a follow-up. The question is one the API took; the answer phrase may
@@ -34,6 +35,34 @@ class PreviousTurn(BaseModel):
 
     def to_previous(self) -> Previous:
         return Previous(self.question, self.doc_id, self.answer)
+
+
+class FilterIn(BaseModel):
+    """The documents a question may be answered from (``qa.filters.DocFilter``); every part narrows it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid",
+                              json_schema_extra={"examples": [{"folder": "news", "date_from": "2023-06-01"}]})
+
+    doc_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_FILTER_DOC_IDS,
+                                      description="only these documents (ids as GET /api/documents lists them)")
+    folder: str | None = Field(None, max_length=MAX_FOLDER_CHARS, json_schema_extra={"pattern": FOLDER_PATTERN},
+                               description="only documents under this folder of the corpus (\"news/2023\")")
+    date_from: str | None = Field(None, json_schema_extra={"pattern": DATE_PATTERN},
+                                  description="only documents dated on or after this day, YYYY-MM-DD; a document "
+                                  "without a date never matches a date bound")
+    date_to: str | None = Field(None, json_schema_extra={"pattern": DATE_PATTERN},
+                                description="only documents dated on or before this day, YYYY-MM-DD")
+
+    @model_validator(mode="after")
+    def _applies(self) -> FilterIn:
+        self.to_filter()  # the one rule (qa.filters): a malformed part is a 422 naming it
+        return self
+
+    def to_filter(self) -> DocFilter | None:
+        try:
+            return DocFilter.make(self.doc_ids, self.folder, self.date_from, self.date_to)
+        except FilterError as e:
+            raise ValueError(str(e)) from None
 
 
 QUESTION_PATTERN = r"[^\s\x1c-\x1f]"
@@ -62,6 +91,9 @@ class AskRequest(BaseModel):
     previous: PreviousTurn | None = Field(
         None, description="the turn before, when this question follows up on it; the answer then carries "
         "`resolved_question`, how the follow-up was read")
+    filter: FilterIn | None = Field(
+        None, description="ask within some documents: citations come only from the documents it matches; when it "
+        "matches none, the answer abstains and `answer_note` says so")
 
     @field_validator("k", mode="before")
     @classmethod
@@ -109,6 +141,7 @@ class AnswerView(BaseModel):
     phrase: str | None = Field(description="the answer as shown (both parts of a two-part answer); null when abstaining")
     marks: list[list[tuple[int, int]]] = Field(
         description="per citation, the [start, end] spans of its `sentence` to highlight (sorted, not overlapping)")
+    within: str | None = Field(None, description="the active filter in a few words, when the question had one")
 
 
 class AnswerOut(BaseModel):
@@ -139,6 +172,7 @@ class AnswerOut(BaseModel):
         None, description="both parts of an answer to a question asking for two things (\"who led each side\"); "
         "`answer` is the first")
     latency_ms: float | None = Field(None, description="time the engine took")
+    filter: dict[str, Any] | None = Field(None, description="the filter the question was asked within, as applied")
     view: AnswerView
 
 

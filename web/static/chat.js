@@ -110,11 +110,18 @@
 
   function renderAnswer(a) {
     const box = el("div", `msg bot ${a.abstained ? "abstained" : "answered"}`);
+    const within = a.view && typeof a.view.within === "string" && a.view.within ? a.view.within : null;
+    if (within) box.append(el("p", "within-note", `Within: ${within}`));
     if (a.abstained) {
       box.append(el("p", "verdict abstain", "The documents don't say."));
-      const note = el("p", "note", `Nothing in the indexed documents answers this question (confidence ${a.confidence.toFixed(2)}). The nearest passages are below — `);
-      note.append(el("strong", null, "they are not an answer"), ".");
-      box.append(note);
+      if (typeof a.answer_note === "string" && a.answer_note) {
+        box.append(el("p", "note answer-note", `${a.answer_note.charAt(0).toUpperCase()}${a.answer_note.slice(1)}.`));
+      }
+      if (a.citations && a.citations.length) {
+        const note = el("p", "note", `Nothing in ${within ? "these" : "the indexed"} documents answers this question (confidence ${a.confidence.toFixed(2)}). The nearest passages are below — `);
+        note.append(el("strong", null, "they are not an answer"), ".");
+        box.append(note);
+      }
     } else {
       const verdict = el("p", "verdict");
       const lv = a.view.level;
@@ -216,6 +223,40 @@
     return { question: last.question, doc_id: docId, answer };
   }
 
+  // --- asking within some documents --------------------------------------------------------
+  // The filter fields (templates/chat.html) as POST /api/ask's `filter`; null when all are empty.
+  const FILTER_FIELDS = [["f-doc", "doc_ids"], ["f-folder", "folder"], ["f-since", "date_from"], ["f-until", "date_to"]];
+  const withinSummary = document.getElementById("within-summary");
+  const withinClear = document.getElementById("within-clear");
+  function currentFilter() {
+    const f = {};
+    for (const [id, name] of FILTER_FIELDS) {
+      const input = document.getElementById(id);
+      const v = input ? input.value.trim() : "";
+      if (v) f[name] = name === "doc_ids" ? [v] : v;
+    }
+    return Object.keys(f).length ? f : null;
+  }
+  function showFilter() {
+    const f = currentFilter();
+    if (withinSummary) withinSummary.textContent = f ? "(filter on)" : "all documents";
+    if (withinClear) withinClear.hidden = !f;
+  }
+  for (const [id] of FILTER_FIELDS) {
+    const input = document.getElementById(id);
+    if (input) input.addEventListener("input", showFilter);
+  }
+  if (withinClear) {
+    withinClear.addEventListener("click", () => {
+      for (const [id] of FILTER_FIELDS) {
+        const input = document.getElementById(id);
+        if (input) input.value = "";
+      }
+      showFilter();
+    });
+  }
+  showFilter();
+
   let busy = false;
   function setBusy(on) {
     busy = on;
@@ -228,6 +269,7 @@
   async function ask(question) {
     if (busy || !question.trim()) return;
     const previous = previousTurn();
+    const filter = currentFilter();
     setBusy(true);
     showWelcome(false);
     const wrap = el("div", "exchange");
@@ -244,7 +286,7 @@
       const res = await fetch("/api/ask", {
         method: "POST",
         headers: { "content-type": "application/json", accept: "application/json" },
-        body: JSON.stringify(previous ? { question, previous } : { question }),
+        body: JSON.stringify(Object.assign({ question }, previous ? { previous } : {}, filter ? { filter } : {})),
       });
       let body = null;
       try {
