@@ -42,10 +42,11 @@ def _err(msg: str) -> None:
 
 
 # Commands that are another program: their room's `python -m` module, run in place of `qa`.
-ROOM_PROGRAMS = {"serve": "web", "eval": "eval"}
+ROOM_PROGRAMS = {"serve": "web", "eval": "eval", "keys": "web.keys"}
 ROOM_HELP = {
     "serve": "serve the web chat and JSON API",
     "eval": "score answers against a gold question set (and SQuAD)",
+    "keys": "add API keys for `qa serve --keys FILE` (qa keys add --keys FILE --name NAME --scope read|write)",
 }
 
 

@@ -53,3 +53,74 @@ def test_the_filter_control_narrows_the_answer_and_each_answer_shows_it(browser,
     finally:
         page.evaluate("localStorage.clear()")
         ctx.close()
+
+
+# --- keys -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def keyed_server(demo_index, tmp_path_factory):
+    import shutil
+
+    from eval.server import start_server, stop_server
+    from tests.conftest import run_qa
+
+    root = tmp_path_factory.mktemp("keyed-browser")
+    shutil.copytree(demo_index, root / "index")
+    keys = root / "team.keys"
+    made = {}
+    for name, scope in (("reader", "read"), ("editor", "write")):
+        r = run_qa("keys", "add", "--keys", str(keys), "--name", name, "--scope", scope)
+        assert r.returncode == 0, r.stderr
+        made[scope] = r.stdout.splitlines()[-1]
+    server = start_server(root / "index", log=root / "serve.log", extra=["--keys", str(keys)])
+    try:
+        yield server.url, made
+    finally:
+        stop_server(server)
+
+
+def test_the_chat_asks_for_a_key_once_per_browser_session(browser, keyed_server) -> None:
+    url, made = keyed_server
+    ctx, page, watch = open_page(browser)
+    try:
+        page.goto(url)
+        form = page.locator("#key-form")
+        expect(form).to_be_visible()
+        page.locator("#key-input").fill("cqk_not-a-key")
+        page.locator("#key-submit").click()
+        expect(page.locator("#key-error")).to_have_text("That key is not valid; check it and try again.")
+        page.locator("#key-input").fill(made["read"])
+        page.locator("#key-submit").click()
+        expect(form).to_be_hidden()
+        expect(page.locator("#signed-in")).to_have_text("reader (read)")
+        expect(page.locator("#upload")).to_be_hidden()  # a read key cannot upload: no + button
+        assert page.evaluate("sessionStorage.getItem('citeqa.key')") == made["read"]
+        assert page.evaluate("document.cookie") == ""  # the pages' cookie is HttpOnly
+
+        ask(page, AZAL)
+        answer = last_answer(page)
+        expect(answer).to_have_class(re.compile(r"\banswered\b"))
+        expect(answer.locator(".answer-phrase")).to_contain_text("2023")
+        # A citation opens its document: the page takes the session cookie set with the key.
+        answer.locator(".cite-link").first.click()
+        expect(page.locator("mark.cite").first).to_be_visible()
+        page.go_back()
+        # Same session: not asked again.
+        page.reload()
+        expect(page.locator("#signed-in")).to_have_text("reader (read)")
+        expect(page.locator("#key-form")).to_be_hidden()
+        watch.errors = [e for e in watch.errors if "401" not in e]  # the wrong key's refused call
+        watch.assert_clean()
+    finally:
+        page.evaluate("localStorage.clear()")
+        ctx.close()
+    # A new browser session asks again.
+    ctx, page, _ = open_page(browser)
+    try:
+        page.goto(url)
+        expect(page.locator("#key-form")).to_be_visible()
+        page.locator("#key-input").fill(made["write"])
+        page.locator("#key-input").press("Enter")
+        expect(page.locator("#signed-in")).to_have_text("editor (write)")
+        expect(page.locator("#upload")).to_be_visible()
+    finally:
+        ctx.close()

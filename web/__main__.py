@@ -26,12 +26,17 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    p.add_argument("--keys", type=Path, metavar="FILE", help="require API keys from this file (qa keys add --keys FILE "
+                   "--name NAME --scope read|write); without it only a loopback --host is served")
+    p.add_argument("--no-auth", action="store_true", help="serve a non-loopback --host without keys (anyone who can "
+                   "reach it may delete documents)")
 
 
 def run(args: argparse.Namespace) -> int:
     from web.app import serve
 
-    return serve(args.index, host=args.host, port=args.port, workers=args.workers)
+    return serve(args.index, host=args.host, port=args.port, workers=args.workers, keys=args.keys,
+                 no_auth=args.no_auth)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -30,12 +31,15 @@ from starlette.exceptions import HTTPException
 from index.documents import MAX_FILE_BYTES
 from index.store import current_generation
 from qa.engine import Engine
-from web import api, errors, pages
+from web import api, auth, errors, pages
+from web.auth import KeyCheck
 from web.errors import too_large
 from web.holder import EngineHolder
+from web.keys import KeyRing, KeysFileError
 from web.views import HERE
 
 INDEX_ENV = "CITEQA_INDEX"  # how `serve --workers N` hands the index folder to each worker process
+KEYS_ENV = "CITEQA_KEYS"  # … and the keys file
 # "0" encodes each request's question on its own (to measure what batching buys: python -m eval.bench.load --no-batch).
 BATCH_ENV = "CITEQA_BATCH_QUESTIONS"
 # Multipart framing around the file's bytes (boundaries, part headers): generous.
@@ -72,15 +76,18 @@ class UploadLimit:
 
 
 def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = None,
-               batch_questions: bool | None = None) -> FastAPI:
+               batch_questions: bool | None = None, keys: Path | str | None = None) -> FastAPI:
     """The chat and API over the index at ``index_dir`` (or a ready ``engine`` for it).
 
     A missing index does not stop the app: pages say how to build one, the API answers 503.
     ``batch_questions`` (default: on, unless ``CITEQA_BATCH_QUESTIONS=0``) encodes the questions of
-    concurrent requests together (see web/batching.py).
+    concurrent requests together (see web/batching.py). ``keys`` (default: ``CITEQA_KEYS``, else
+    none) is a keys file: every API request then needs a key (see web/auth.py).
     """
     if index_dir is None:
         index_dir = os.environ.get(INDEX_ENV, ".citeqa")
+    if keys is None:
+        keys = os.environ.get(KEYS_ENV) or None
     if batch_questions is None:
         batch_questions = os.environ.get(BATCH_ENV, "1") != "0"
     app = FastAPI(
@@ -93,10 +100,13 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
         redoc_url=None,
     )
     app.state.holder = EngineHolder(Path(index_dir), engine, batch_questions=batch_questions)
+    app.state.keys = KeyRing(Path(keys)) if keys is not None else None
     app.add_middleware(UploadLimit, paths=("/api/documents", "/documents"), limit=MAX_FILE_BYTES + UPLOAD_OVERHEAD)
+    app.add_middleware(KeyCheck, ring=app.state.keys)  # added last: it runs first, before a body is read
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     errors.install(app)
     app.include_router(api.router)
+    app.include_router(auth.router)
     app.include_router(pages.router)
     return app
 
@@ -107,14 +117,42 @@ def _worker_app() -> FastAPI:
     return create_app(os.environ[INDEX_ENV])
 
 
-def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> int:
-    """Serve the chat and API until interrupted; returns the exit code."""
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          keys: Path | None = None, no_auth: bool = False) -> int:
+    """Serve the chat and API until interrupted; returns the exit code.
+
+    Without ``keys``, only a loopback address is served, unless ``no_auth`` says that anyone who
+    can reach the server may change its documents."""
     import uvicorn
 
     index_dir = Path(index_dir)
     if workers < 1:
         print("qa: --workers must be at least 1", file=sys.stderr)
         return 2
+    if keys is not None and no_auth:
+        print("qa: --keys and --no-auth contradict each other; choose one", file=sys.stderr)
+        return 2
+    if keys is None and not no_auth and not is_loopback(host):
+        print(f"qa: refusing to serve on {host} without keys: anyone who can reach it could delete every document. "
+              "Give --keys FILE (qa keys add --keys FILE --name NAME --scope write), or --no-auth if that is "
+              "really what you want", file=sys.stderr)
+        return 2
+    if keys is not None:
+        try:
+            KeyRing(keys)  # a keys file that cannot be used stops the server before it listens
+        except KeysFileError as e:
+            print(f"qa: {e}", file=sys.stderr)
+            return 2
+        os.environ[KEYS_ENV] = str(keys)
     os.environ[INDEX_ENV] = str(index_dir)
     _limit_torch_threads(workers)
     if current_generation(index_dir) is None:

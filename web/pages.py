@@ -19,6 +19,7 @@ from index.uploads import uploaded_ids
 from qa.engine import MAX_QUESTION_CHARS, QuestionError
 from qa.filters import MAX_FOLDER_CHARS, DocFilter, FilterError
 from qa.followup import MAX_PREVIOUS_CHARS, Previous
+from web.auth import caller, keys_required
 from web.changes import applying, refuse_cross_site, upload
 from web.errors import check_doc_id, find_doc
 from web.holder import EngineHolder, Holder
@@ -58,7 +59,10 @@ def chat(request: Request, holder: EngineHolder, question: str | None, previous:
                 exchange["answer"] = answer_body(eng.ask(question, previous=previous, filter=doc_filter))
             except (QuestionError, FilterError) as e:
                 exchange["error"] = str(e)[:1].upper() + str(e)[1:] + "."
-    docs = sorted(eng_.index.docs) if (eng_ := holder.get()) is not None and len(eng_.index.docs) <= 500 else []
+    # The document picker lists the ids (up to 500); with keys, only to a caller that has one.
+    eng = holder.get()
+    shown = eng is not None and len(eng.index.docs) <= 500 and (not keys_required(request) or caller(request))
+    docs = sorted(eng.index.docs) if eng is not None and shown else []
     return render_page(request, "chat.html", examples=EXAMPLES, exchange=exchange, after=turn_before_next(exchange),
                        accept=",".join(SUPPORTED_SUFFIXES), within=within, doc_ids=docs)
 

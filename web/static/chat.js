@@ -40,6 +40,85 @@
   }
   let history = load();
 
+  // --- the API key, when the server needs one (web/auth.py) ------------------------------------
+  // Asked once per browser session: kept in sessionStorage (gone when the tab's session ends) and
+  // sent as `Authorization: Bearer …` with every API call. POST /api/session checks it and sets the
+  // session cookie the pages (a citation's document view, Documents) are opened with.
+  const KEY_STORE = "citeqa.key";
+  const needsKey = document.body.dataset.keys === "required";
+  const keyForm = document.getElementById("key-form");
+  const keyInput = document.getElementById("key-input");
+  const keyError = document.getElementById("key-error");
+  const signedIn = document.getElementById("signed-in");
+  function storedKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORE);
+    } catch (_) {
+      return null;
+    }
+  }
+  let apiKey = needsKey ? storedKey() : null;
+  let keyScope = needsKey ? null : "write";
+  function authHeaders(headers) {
+    return apiKey ? Object.assign({}, headers, { authorization: `Bearer ${apiKey}` }) : headers;
+  }
+  function askForKey(message) {
+    apiKey = null;
+    keyScope = null;
+    try {
+      sessionStorage.removeItem(KEY_STORE);
+    } catch (_) {
+      /* nothing kept */
+    }
+    if (signedIn) signedIn.hidden = true;
+    if (keyForm) {
+      keyForm.hidden = false;
+      keyError.hidden = !message;
+      keyError.textContent = message || "";
+      keyInput.focus();
+    }
+    showUpload();
+  }
+  async function useKey(key, quiet) {
+    let res;
+    try {
+      res = await fetch("/api/session", { method: "POST", headers: { authorization: `Bearer ${key}`, accept: "application/json" } });
+    } catch (_) {
+      if (!quiet) askForKey("Could not reach the citeqa server. Is it still running?");
+      return false;
+    }
+    if (!res.ok) {
+      askForKey(quiet ? "" : res.status === 401 ? "That key is not valid; check it and try again." : `The server said ${res.status}.`);
+      return false;
+    }
+    const body = await res.json();
+    apiKey = key;
+    keyScope = body.scope;
+    try {
+      sessionStorage.setItem(KEY_STORE, key);
+    } catch (_) {
+      /* kept for this page only */
+    }
+    if (keyForm) keyForm.hidden = true;
+    if (signedIn) {
+      signedIn.textContent = `${body.name} (${body.scope})`;
+      signedIn.hidden = false;
+    }
+    showUpload();
+    return true;
+  }
+  if (keyForm) {
+    keyForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const key = keyInput.value.trim();
+      if (!key) return;
+      if (await useKey(key, false)) {
+        keyInput.value = "";
+        input.focus();
+      }
+    });
+  }
+
   // --- helpers (mirror web/views.py) ----------------------------------------------------------
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -268,6 +347,11 @@
 
   async function ask(question) {
     if (busy || !question.trim()) return;
+    if (needsKey && !apiKey) {
+      askForKey("Enter your API key first.");
+      input.value = question;
+      return;
+    }
     const previous = previousTurn();
     const filter = currentFilter();
     setBusy(true);
@@ -285,7 +369,7 @@
     try {
       const res = await fetch("/api/ask", {
         method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json" },
+        headers: authHeaders({ "content-type": "application/json", accept: "application/json" }),
         body: JSON.stringify(Object.assign({ question }, previous ? { previous } : {}, filter ? { filter } : {})),
       });
       let body = null;
@@ -296,6 +380,9 @@
       }
       if (res.ok && body) {
         item = { question, answer: body };
+      } else if (res.status === 401 && needsKey) {
+        askForKey("Your key was not accepted; enter it again.");
+        item = { question, error: "Could not answer: this server needs a valid API key." };
       } else {
         const why = body && typeof body.detail === "string" ? body.detail : `${res.status} ${res.statusText}`;
         item = { question, error: `Could not answer: ${why}` };
@@ -375,7 +462,7 @@
     const data = new FormData();
     data.append("file", file, file.name);
     try {
-      const res = await fetch("/api/documents", { method: "POST", body: data, headers: { accept: "application/json" } });
+      const res = await fetch("/api/documents", { method: "POST", body: data, headers: authHeaders({ accept: "application/json" }) });
       let body = null;
       try {
         body = await res.json();
@@ -395,8 +482,12 @@
       uploadBtn.disabled = false;
     }
   }
+  // A read key cannot upload: the + button is shown for a write key (or a server without keys).
+  function showUpload() {
+    if (uploadBtn && uploadFile && uploadStatus && !input.disabled) uploadBtn.hidden = keyScope !== "write";
+  }
   if (uploadBtn && uploadFile && uploadStatus && !input.disabled) {
-    uploadBtn.hidden = false;
+    showUpload();
     uploadBtn.addEventListener("click", () => uploadFile.click());
     uploadFile.addEventListener("change", () => {
       const file = uploadFile.files && uploadFile.files[0];
@@ -424,6 +515,10 @@
   const serverExchange = document.getElementById("server-exchange");
   if (serverExchange) serverExchange.remove();
   renderAll();
+  if (needsKey) {
+    if (apiKey) useKey(apiKey, true);
+    else askForKey("");
+  }
   if (input.value) autosize(); // a question the server handed back after an error
   // Focus the box on desktops; on phones it would pop the keyboard over the page.
   if (!input.disabled && !window.matchMedia("(pointer: coarse)").matches) input.focus();
