@@ -33,6 +33,7 @@ examples:
   echo '{"id": "q1", "question": "who visited Islamabad?"}' | qa ask --index .citeqa --jsonl
   qa show --index .citeqa 003_fdf2c5db0e68fe77.txt
   qa serve --index .citeqa --port 8000
+  qa feedback export --index .citeqa --out feedback.jsonl
   qa eval --gold eval/gold/demo.jsonl --index .citeqa --out reports/
 """
 
@@ -94,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Print the text of DOC_ID exactly as stored (citation offsets point into it).")
     ps.add_argument("doc_id", metavar="DOC_ID")
     ps.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+
+    pf = sub.add_parser("feedback", help="turn the chat's right/wrong verdicts into a gold question set",
+                        description="The verdicts users gave in the chat (POST /api/feedback), kept in "
+                        "INDEX/feedback.jsonl, written as a gold file that `qa eval --gold` reads.")
+    fsub = pf.add_subparsers(dest="feedback_action", metavar="ACTION", required=True)
+    pe = fsub.add_parser("export", help="write the verdicts as a gold file (eval/gold/*.jsonl's format)")
+    pe.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+    pe.add_argument("--out", type=Path, default=None, help="the gold file to write (default: standard output)")
 
     for name, helptext in ROOM_HELP.items():
         sub.add_parser(name, help=helptext, add_help=False)  # parsed by the room's own program
@@ -250,6 +259,38 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- feedback -------------------------------------------------------------------------------
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from index.loaded import LoadedIndex
+    from index.store import UnusableIndexError
+    from qa.feedback import feedback_path, read_feedback, to_gold
+
+    try:
+        idx = LoadedIndex.open(args.index)
+    except UnusableIndexError as e:
+        _err(str(e))
+        return e.exit_code
+    entries = read_feedback(args.index)
+    if not entries:
+        _err(f"no feedback in {feedback_path(args.index)} yet: verdicts come from the chat's right/wrong buttons "
+             "(POST /api/feedback)")
+        return 1
+    export = to_gold(entries, idx)
+    for why in export.skipped:
+        _err(f"skipped {why}")
+    text = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in export.items)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    n_ans = sum(1 for i in export.items if i["answerable"])
+    _err(f"wrote {len(export.items)} gold questions ({n_ans} answerable, {len(export.items) - n_ans} unanswerable) "
+         f"from {len(entries)} verdicts to {args.out or 'standard output'}"
+         + (f"; score them with: qa eval --gold {args.out} --index {args.index}" if args.out else ""))
+    return 0 if export.items else 1
+
+
 # --- index, serve, eval: the other rooms' command lines ----------------------------------------
 def run_room_program(command: str, argv: list[str]) -> int:
     """Run `python -m ROOM ARGV` in place of this process (same pid, streams and exit code)."""
@@ -281,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
         handler = run_index
     else:
-        handler = {"ask": cmd_ask, "show": cmd_show}[args.command]
+        handler = {"ask": cmd_ask, "show": cmd_show, "feedback": cmd_feedback}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -73,13 +73,13 @@ def keyed_server(demo_index, tmp_path_factory):
         made[scope] = r.stdout.splitlines()[-1]
     server = start_server(root / "index", log=root / "serve.log", extra=["--keys", str(keys)])
     try:
-        yield server.url, made
+        yield server.url, made, root / "index"
     finally:
         stop_server(server)
 
 
 def test_the_chat_asks_for_a_key_once_per_browser_session(browser, keyed_server) -> None:
-    url, made = keyed_server
+    url, made, _ = keyed_server
     ctx, page, watch = open_page(browser)
     try:
         page.goto(url)
@@ -124,3 +124,49 @@ def test_the_chat_asks_for_a_key_once_per_browser_session(browser, keyed_server)
         expect(page.locator("#upload")).to_be_visible()
     finally:
         ctx.close()
+
+
+# --- feedback ---------------------------------------------------------------------------------------
+def test_a_wrong_click_is_recorded_exported_and_scored(browser, keyed_server, tmp_path) -> None:
+    import json
+
+    from tests.conftest import run_qa
+
+    url, made, index = keyed_server
+    ctx, page, watch = open_page(browser)
+    try:
+        page.goto(url)
+        page.locator("#key-input").fill(made["read"])
+        page.locator("#key-input").press("Enter")
+        expect(page.locator("#signed-in")).to_have_text("reader (read)")
+        page.evaluate("localStorage.clear()")
+        ask(page, AZAL)
+        exchange = page.locator(".exchange").last
+        expect(exchange.locator(".msg.bot")).to_have_class(re.compile(r"\banswered\b"))
+        second = exchange.locator(".cite-item").nth(1).locator(".sentence").inner_text()
+        exchange.locator(".feedback-wrong").click()
+        chooser = exchange.locator(".feedback-choose")
+        expect(chooser.locator("legend")).to_have_text("Which sentence answers it?")
+        expect(chooser.locator(".feedback-none")).to_contain_text("The documents don't answer it")
+        chooser.locator(".feedback-option").nth(1).click()
+        chooser.locator(".feedback-send").click()
+        expect(exchange.locator(".feedback-done")).to_have_text("Thanks — marked wrong, with the sentence that answers.")
+        page.reload()  # the verdict is kept with the conversation
+        expect(page.locator(".exchange").last.locator(".feedback-done")).to_have_text(
+            "Thanks — marked wrong, with the sentence that answers.")
+        watch.assert_clean()
+    finally:
+        page.evaluate("localStorage.clear()")
+        ctx.close()
+
+    gold = tmp_path / "gold.jsonl"
+    r = run_qa("feedback", "export", "--index", str(index), "--out", str(gold))
+    assert r.returncode == 0, r.stderr
+    items = [json.loads(x) for x in gold.read_text().splitlines()]
+    mine = [i for i in items if i["question"] == AZAL]
+    assert len(mine) == 1 and mine[0]["evidence"] == [second] and mine[0]["answerable"]
+    r = run_qa("eval", "--gold", str(gold), "--index", str(index), "--out", str(tmp_path / "rep"),
+               "--methods", "citeqa", "--no-plots", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())["gold"]
+    assert report["warnings"] == [] and report["methods"]["citeqa"]["questions"] == len(items)

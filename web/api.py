@@ -43,7 +43,7 @@ def api_ask(req: AskRequest, holder: Holder) -> dict[str, Any]:
                       filter=req.filter.to_filter() if req.filter else None)
     except QuestionError as e:
         raise HTTPException(422, str(e)) from None
-    return answer_body(ans)
+    return {**answer_body(ans), "generation": eng.index.gen_dir.name}
 
 
 @router.get("/api/documents", response_model=list[DocumentSummary], responses={503: ERRORS[503]},

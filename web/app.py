@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from index.documents import MAX_FILE_BYTES
 from index.store import current_generation
 from qa.engine import Engine
-from web import api, auth, errors, pages
+from web import api, auth, errors, feedback, pages
 from web.auth import KeyCheck
 from web.errors import too_large
 from web.holder import EngineHolder
@@ -107,6 +107,7 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
     errors.install(app)
     app.include_router(api.router)
     app.include_router(auth.router)
+    app.include_router(feedback.router)
     app.include_router(pages.router)
     return app
 

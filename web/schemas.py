@@ -173,7 +173,65 @@ class AnswerOut(BaseModel):
         "`answer` is the first")
     latency_ms: float | None = Field(None, description="time the engine took")
     filter: dict[str, Any] | None = Field(None, description="the filter the question was asked within, as applied")
+    generation: str | None = Field(None, description="the index generation that answered (send it back with feedback)")
     view: AnswerView
+
+
+class SentenceRef(BaseModel):
+    """A sentence by its document offsets (a citation's ``doc_id``, ``start``, ``end``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    doc_id: str = Field(min_length=1, max_length=MAX_PREVIOUS_DOC_ID_CHARS)
+    start: int = Field(ge=0, le=2**31)
+    end: int = Field(ge=1, le=2**31)
+
+
+class CitationSeen(BaseModel):
+    """A citation of the answer judged (the other fields of a citation may come along; they are not kept)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    doc_id: str = Field(max_length=MAX_PREVIOUS_DOC_ID_CHARS)
+    start: int
+    end: int
+    sentence: str = Field(max_length=20_000)
+
+
+class AnswerSeen(BaseModel):
+    """The answer judged, as POST /api/ask returned it (other fields are accepted and not kept)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    answer: str | None = Field(None, max_length=MAX_PREVIOUS_ANSWER_CHARS)
+    abstained: bool
+    confidence: float | None = None
+    citations: list[CitationSeen] = Field(default_factory=list, max_length=MAX_K)
+    generation: str | None = Field(None, max_length=100, description="the index generation it was given on")
+
+
+class FeedbackIn(BaseModel):
+    """A verdict on an answer: right, or wrong with the sentence that does answer (or none)."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [
+        {"question": "when were direct AZAL flights announced", "verdict": "wrong",
+         "correct": {"doc_id": "003_fdf2c5db0e68fe77.txt", "start": 556, "end": 768}},
+        {"question": "Who won the 2022 FIFA World Cup?", "verdict": "wrong", "correct": None},
+    ]})
+
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=QUESTION_PATTERN)
+    verdict: Literal["right", "wrong"]
+    correct: SentenceRef | None = Field(
+        None, description='for "wrong": the sentence that answers (a cited one, or one of the document view); '
+        "null: the documents do not answer the question")
+    answer: AnswerSeen | None = Field(None, description="the answer judged, as POST /api/ask returned it")
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    verdict: Literal["right", "wrong"]
+    generation: str = Field(description="the index generation the answer was given on")
+    message: str
 
 
 class DocumentSummary(BaseModel):

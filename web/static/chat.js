@@ -263,6 +263,7 @@
     }
     if (item.answer) {
       wrap.append(renderAnswer(item.answer));
+      wrap.append(renderFeedback(item));
     } else {
       const err = el("div", "msg bot error");
       err.setAttribute("role", "alert");
@@ -270,6 +271,91 @@
       wrap.append(err);
     }
     return wrap;
+  }
+
+  // --- feedback: right / wrong under each answer (POST /api/feedback) ---------------------------
+  // "Wrong" asks which cited sentence answers instead, or whether the documents don't answer it.
+  let feedbackForms = 0;
+  function feedbackThanks(fb) {
+    if (fb.verdict === "right") return "Thanks — marked right.";
+    return fb.correct ? "Thanks — marked wrong, with the sentence that answers." : "Thanks — marked wrong: the documents don't answer it.";
+  }
+  async function sendFeedback(item, bar, verdict, correct) {
+    const status = bar.querySelector(".feedback-status") || bar.appendChild(el("p", "feedback-status"));
+    status.textContent = "Sending…";
+    let res;
+    let body = null;
+    try {
+      res = await fetch("/api/feedback", {
+        method: "POST",
+        headers: authHeaders({ "content-type": "application/json", accept: "application/json" }),
+        body: JSON.stringify({ question: item.question, verdict, correct, answer: item.answer }),
+      });
+      try {
+        body = await res.json();
+      } catch (_) {
+        body = null;
+      }
+    } catch (_) {
+      status.textContent = "Could not reach the citeqa server. Is it still running?";
+      return;
+    }
+    if (res.status === 201) {
+      item.feedback = { verdict, correct };
+      save();
+      bar.replaceWith(renderFeedback(item));
+    } else {
+      if (res.status === 401 && needsKey) askForKey("Your key was not accepted; enter it again.");
+      status.textContent = `Could not record it: ${body && typeof body.detail === "string" ? body.detail : res.status}`;
+    }
+  }
+  function renderFeedback(item) {
+    const bar = el("div", "feedback");
+    if (item.feedback) {
+      bar.append(el("p", "feedback-done", feedbackThanks(item.feedback)));
+      return bar;
+    }
+    bar.append(el("span", "feedback-label", "Was this right?"));
+    const right = el("button", "feedback-right linkish", "Right");
+    const wrong = el("button", "feedback-wrong linkish", "Wrong");
+    right.type = wrong.type = "button";
+    right.addEventListener("click", () => sendFeedback(item, bar, "right", null));
+    wrong.addEventListener("click", () => {
+      if (bar.querySelector(".feedback-choose")) return;
+      const name = `fb-${++feedbackForms}`;
+      const form = el("form", "feedback-choose");
+      const set = el("fieldset");
+      set.append(el("legend", null, "Which sentence answers it?"));
+      (item.answer.citations || []).forEach((c, i) => {
+        const label = el("label", "feedback-option");
+        const radio = el("input");
+        radio.type = "radio";
+        radio.name = name;
+        radio.value = String(i);
+        label.append(radio, ` [${i + 1}] ${c.sentence}`);
+        set.append(label);
+      });
+      const none = el("label", "feedback-option feedback-none");
+      const radio = el("input");
+      radio.type = "radio";
+      radio.name = name;
+      radio.value = "none";
+      none.append(radio, " The documents don't answer it");
+      set.append(none);
+      const send = el("button", "feedback-send", "Send");
+      send.type = "submit";
+      form.append(set, send);
+      form.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        const picked = form.querySelector(`input[name="${name}"]:checked`);
+        if (!picked) return;
+        const c = picked.value === "none" ? null : item.answer.citations[Number(picked.value)];
+        sendFeedback(item, bar, "wrong", c ? { doc_id: c.doc_id, start: c.start, end: c.end } : null);
+      });
+      bar.append(form);
+    });
+    bar.append(right, wrong);
+    return bar;
   }
 
   function showWelcome(show) {
