@@ -360,7 +360,7 @@ def test_an_index_built_while_serving_is_picked_up(tmp_path: Path, demo_index: P
 # so it serves its own copy of the demo index.
 OPERATIONS = [("/api/ask", "POST"), ("/api/documents", "GET"), ("/api/documents", "POST"),
               ("/api/documents/{doc_id}", "GET"), ("/api/documents/{doc_id}", "DELETE"), ("/healthz", "GET"),
-              ("/api/feedback", "POST"), ("/api/session", "POST")]
+              ("/api/feedback", "POST"), ("/api/session", "POST"), ("/metrics", "GET")]
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +380,7 @@ def test_schema_lists_the_fuzzed_operations(api_schema) -> None:
 CASES = [(p, m, GenerationMode.POSITIVE) for p, m in OPERATIONS]
 # The operations whose inputs can be invalid: a bad body, or a document id the schema's pattern refuses.
 CASES += [(p, m, GenerationMode.NEGATIVE) for p, m in OPERATIONS
-          if p not in ("/healthz", "/api/session") and (p, m) != ("/api/documents", "GET")]
+          if p not in ("/healthz", "/api/session", "/metrics") and (p, m) != ("/api/documents", "GET")]
 
 
 @pytest.mark.parametrize(("path", "method", "mode"), CASES, ids=[f"{m} {p} {g.value}" for p, m, g in CASES])

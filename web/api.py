@@ -14,6 +14,7 @@ from qa.engine import QuestionError
 from web.changes import applying, change_out, refuse_cross_site, upload
 from web.errors import DOC_ID_SCHEMA, check_doc_id, find_doc
 from web.holder import Holder
+from web.metrics import metrics_of
 from web.schemas import (
     DELETE_ERRORS,
     ERRORS,
@@ -36,13 +37,14 @@ router = APIRouter(tags=["api"])
 # `qa ask --json` does), so the response is validated by the model and unset fields are not added.
 @router.post("/api/ask", response_model=AnswerOut, response_model_exclude_unset=True, responses=ERRORS,
              summary="Answer a question with cited sentences")
-def api_ask(req: AskRequest, holder: Holder) -> dict[str, Any]:
+def api_ask(req: AskRequest, request: Request, holder: Holder) -> dict[str, Any]:
     eng = holder.require()
     try:
         ans = eng.ask(req.question, k=req.k, id=req.id, previous=req.previous.to_previous() if req.previous else None,
                       filter=req.filter.to_filter() if req.filter else None)
     except QuestionError as e:
         raise HTTPException(422, str(e)) from None
+    metrics_of(request).answer(ans)
     return {**answer_body(ans), "generation": eng.index.gen_dir.name}
 
 

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from index.documents import MAX_FILE_BYTES
 from index.store import current_generation
 from qa.engine import Engine
-from web import api, auth, errors, feedback, pages
+from web import api, auth, errors, feedback, metrics, pages
 from web.auth import KeyCheck
 from web.errors import too_large
 from web.holder import EngineHolder
@@ -102,13 +102,15 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
     app.state.holder = EngineHolder(Path(index_dir), engine, batch_questions=batch_questions)
     app.state.keys = KeyRing(Path(keys)) if keys is not None else None
     app.add_middleware(UploadLimit, paths=("/api/documents", "/documents"), limit=MAX_FILE_BYTES + UPLOAD_OVERHEAD)
-    app.add_middleware(KeyCheck, ring=app.state.keys)  # added last: it runs first, before a body is read
+    app.state.metrics = metrics.Metrics(app.state.holder)
+    app.add_middleware(KeyCheck, ring=app.state.keys)  # it runs before a body is read
+    app.add_middleware(metrics.CountResponses, metrics=app.state.metrics)  # outermost: counts refusals too
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     errors.install(app)
-    app.include_router(api.router)
-    app.include_router(auth.router)
-    app.include_router(feedback.router)
-    app.include_router(pages.router)
+    routers = (api.router, auth.router, feedback.router, metrics.router, pages.router)
+    for router in routers:
+        app.include_router(router)
+    app.state.metrics.know_routes(routers)
     return app
 
 

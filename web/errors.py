@@ -76,7 +76,7 @@ def one_line(exc: RequestValidationError) -> tuple[int, str]:
 
 def wants_html(request: Request) -> bool:
     path = request.url.path
-    return not (path.startswith("/api/") or path in ("/healthz", "/openapi.json"))
+    return not (path.startswith("/api/") or path in ("/healthz", "/openapi.json", "/metrics"))
 
 
 def error_response(request: Request, status: int, detail: str) -> Response:

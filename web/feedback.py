@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from qa.feedback import FeedbackError, check_sentence, record
 from web.auth import caller
 from web.holder import Holder
+from web.metrics import metrics_of
 from web.schemas import ERRORS, ErrorOut, FeedbackIn, FeedbackOut
 
 router = APIRouter(tags=["api"])
@@ -38,6 +39,7 @@ def api_feedback(req: FeedbackIn, request: Request, holder: Holder) -> FeedbackO
         })
     except OSError as e:
         raise HTTPException(503, f"the feedback was not recorded: {e.strerror}", headers={"Retry-After": "5"}) from None
+    metrics_of(request).feedback.labels(req.verdict).inc()
     what = ("right" if req.verdict == "right" else
             "wrong; the documents don't answer it" if correct is None else "wrong, with the sentence that answers")
     return FeedbackOut(id=entry["id"], verdict=req.verdict, generation=generation,

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,8 @@ class EngineHolder:
         self._swap = threading.RLock()  # one load-and-swap at a time
         self._write = threading.Lock()  # one upload or deletion at a time in this process
         self._tried_at = 0.0
+        # Documents changed while serving, by (source, action): ("api", "added"), ("watch", "deleted"), …
+        self.changes: Counter[tuple[str, str]] = Counter()
         if engine is None:
             self._open()
         self._reconcile()
@@ -169,6 +172,7 @@ class EngineHolder:
             except IndexBusyError as e:
                 raise IndexBusy(str(e)) from None
             self.refresh()
+            self.changes["api", change.action] += 1
         return change
 
     def delete(self, doc_id: str) -> live.Change:
@@ -180,6 +184,7 @@ class EngineHolder:
             except IndexBusyError as e:
                 raise IndexBusy(str(e)) from None
             self.refresh()
+            self.changes["api", change.action] += 1
         return change
 
 

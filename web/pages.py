@@ -23,6 +23,7 @@ from web.auth import caller, keys_required
 from web.changes import applying, refuse_cross_site, upload
 from web.errors import check_doc_id, find_doc
 from web.holder import EngineHolder, Holder
+from web.metrics import metrics_of
 from web.schemas import MAX_PREVIOUS_ANSWER_CHARS, MAX_PREVIOUS_DOC_ID_CHARS
 from web.views import answer_body, doc_segments, render_page, turn_before_next
 
@@ -56,7 +57,9 @@ def chat(request: Request, holder: EngineHolder, question: str | None, previous:
                 doc_filter = DocFilter.make([within["f_doc"]] if within.get("f_doc") else None,
                                             within.get("f_folder") or None, within.get("f_since") or None,
                                             within.get("f_until") or None)
-                exchange["answer"] = answer_body(eng.ask(question, previous=previous, filter=doc_filter))
+                ans = eng.ask(question, previous=previous, filter=doc_filter)
+                metrics_of(request).answer(ans)
+                exchange["answer"] = answer_body(ans)
             except (QuestionError, FilterError) as e:
                 exchange["error"] = str(e)[:1].upper() + str(e)[1:] + "."
     # The document picker lists the ids (up to 500); with keys, only to a caller that has one.
