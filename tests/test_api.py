@@ -67,8 +67,10 @@ def test_ask_is_the_same_object_as_the_engine_gives(client: TestClient, engine) 
     direct = ans.to_dict()
     for volatile in ("latency_ms",):
         api.pop(volatile), direct.pop(volatile)
-    # The contract, key for key and in the same order, and how to show it (the one addition).
+    # The contract, key for key and in the same order, and the two additions: how to show it, and
+    # the index generation that answered (what feedback on it names).
     assert api.pop("view") == answer_view(ans).to_dict()
+    assert api.pop("generation") == engine.index.gen_dir.name
     assert list(api.items()) == list(direct.items())
     c = api["citations"][0]
     assert c["sentence"][c["answer_start"] : c["answer_end"]] == api["answer"]

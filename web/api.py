@@ -27,6 +27,7 @@ from web.schemas import (
     DocumentSummary,
     ErrorOut,
     Health,
+    WatchOut,
 )
 from web.views import answer_body
 
@@ -101,8 +102,9 @@ def api_delete(request: Request, holder: Holder,
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "no index"}},
             summary="Is an index loaded, how big, which model")
-def healthz(holder: Holder) -> JSONResponse:
+def healthz(request: Request, holder: Holder) -> JSONResponse:
     eng = holder.get()
+    watching = request.app.state.watch
     body = Health(
         status="ok" if eng else "no_index",
         index_loaded=eng is not None,
@@ -114,5 +116,6 @@ def healthz(holder: Holder) -> JSONResponse:
         detail=(f"{holder.error} Build it with: {holder.build_hint()}" if eng is None
                 else f"the index changed on disk but could not be loaded: {holder.watch_error}"
                 if holder.watch_error else None),
+        watch=WatchOut(**watching.to_dict()) if watching is not None else None,
     )
     return JSONResponse(body.model_dump(), status_code=200 if eng else 503)

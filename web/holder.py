@@ -6,6 +6,7 @@ Routes get the holder as a FastAPI dependency (``Holder``), from ``app.state.hol
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -153,6 +154,10 @@ class EngineHolder:
             self.refresh()
 
     # --- changing the index -------------------------------------------------------------------
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold this process's one write (an upload, a deletion, a watched folder's sync)."""
+        return self._writing()
+
     @contextmanager
     def _writing(self) -> Iterator[None]:
         if not self._write.acquire(timeout=live.WAIT_SECONDS):

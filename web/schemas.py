@@ -270,6 +270,24 @@ class ChangeOut(BaseModel):
     seconds: float = Field(description="time taken to apply the change")
 
 
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class WatchOut(BaseModel):
+    """The watched folder: its last sync and the files it could not index."""
+
+    folder: str
+    settle_seconds: float
+    last_sync: str | None = Field(description="when the folder was last read into the index (UTC, ISO 8601)")
+    last_change: str | None = Field(description="when a sync last changed the index")
+    last_result: str | None = Field(description="what the last sync did, in one line")
+    syncs: int
+    skipped: list[SkippedFile] = Field(description="files of the folder the last sync could not index, with the reason")
+    error: str | None = Field(description="why the last attempt failed (the index is unchanged), or null")
+
+
 class Health(BaseModel):
     status: str = Field(description='"ok", or "no_index" (the page says how to build one)')
     index_loaded: bool
@@ -279,6 +297,7 @@ class Health(BaseModel):
     model: str | None
     generation: str | None = Field(None, description="the index generation being served (changes with every update)")
     detail: str | None = None
+    watch: WatchOut | None = Field(None, description="the watched folder (qa serve --watch), when there is one")
 
 
 class ErrorOut(BaseModel):
