@@ -7,7 +7,7 @@ through it, so the schema it publishes is the one it keeps.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -43,8 +43,9 @@ class FilterIn(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid",
                               json_schema_extra={"examples": [{"folder": "news", "date_from": "2023-06-01"}]})
 
-    doc_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_FILTER_DOC_IDS,
-                                      description="only these documents (ids as GET /api/documents lists them)")
+    doc_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_PREVIOUS_DOC_ID_CHARS)]] | None = Field(
+        None, min_length=1, max_length=MAX_FILTER_DOC_IDS,
+        description="only these documents (ids as GET /api/documents lists them)")
     folder: str | None = Field(None, max_length=MAX_FOLDER_CHARS, json_schema_extra={"pattern": FOLDER_PATTERN},
                                description="only documents under this folder of the corpus (\"news/2023\")")
     date_from: str | None = Field(None, json_schema_extra={"pattern": DATE_PATTERN},
