@@ -170,3 +170,58 @@ def test_a_wrong_click_is_recorded_exported_and_scored(browser, keyed_server, tm
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "rep" / "report.json").read_text())["gold"]
     assert report["warnings"] == [] and report["methods"]["citeqa"]["questions"] == len(items)
+
+
+# --- a watched folder ----------------------------------------------------------------------------
+def test_a_file_copied_into_the_watched_folder_is_answered_in_the_chat(browser, demo_index, tmp_path) -> None:
+    import shutil
+    import time
+
+    from eval.server import start_server, stop_server
+    from tests.conftest import CORPUS
+
+    shutil.copytree(demo_index, tmp_path / "index")
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    server = start_server(tmp_path / "index", log=tmp_path / "serve.log", extra=["--watch", str(tmp_path / "corpus")])
+    ctx, page, watch = open_page(browser)
+    question = "Who manages the Skerryvore lighthouse?"
+    try:
+        page.goto(server.url)
+        page.evaluate("localStorage.clear()")
+        (tmp_path / "corpus" / "lighthouse.md").write_text(
+            "# Lighthouse log\n\nSkerryvore, 4 June 2024: The Skerryvore lighthouse is managed by Ewan MacLeod.\n")
+        t0 = time.monotonic()
+        answer = None
+        asked = 0
+
+        def ask_once():
+            nonlocal asked
+            asked += 1
+            ask(page, question)
+            expect(page.locator(".exchange")).to_have_count(asked)
+            done = last_answer(page)
+            expect(done).to_have_class(re.compile(r"\b(answered|abstained)\b"))
+            return done
+
+        while time.monotonic() - t0 < 10:  # asked again, as a user would, until the file is in
+            answer = ask_once()
+            if "Ewan MacLeod" in (answer.locator(".answer-phrase").all_text_contents() or [""])[0]:
+                break
+            time.sleep(0.5)
+        assert answer is not None
+        expect(answer.locator(".answer-phrase")).to_contain_text("Ewan MacLeod")
+        expect(answer.locator(".doc-id").first).to_have_text("lighthouse.md")
+
+        (tmp_path / "corpus" / "lighthouse.md").unlink()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10:
+            answer = ask_once()
+            if "lighthouse.md" not in answer.locator(".doc-id").all_text_contents():
+                break
+            time.sleep(0.5)
+        assert "lighthouse.md" not in answer.locator(".doc-id").all_text_contents()
+        watch.assert_clean()
+    finally:
+        page.evaluate("localStorage.clear()")
+        ctx.close()
+        stop_server(server)

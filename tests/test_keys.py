@@ -169,3 +169,23 @@ def test_a_served_key_is_never_logged(demo_index: Path, tmp_path: Path) -> None:
         stop_server(server)
     text = log.read_text()
     assert read not in text and read[:-2] not in text and read[4:20] not in text
+
+
+def test_healthz_names_watched_files_only_to_a_caller_with_a_key(keyed, tmp_path: Path) -> None:
+    from tests.conftest import CORPUS
+
+    client, read, write, keys = keyed
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    (tmp_path / "corpus" / "secret-plans.txt").write_text("")
+    index = Path(client.app.state.holder.index_dir)
+    watched = TestClient(create_app(index, engine=client.app.state.holder.engine, keys=keys,
+                                    watch=tmp_path / "corpus", settle=0.2))
+    import time
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30 and not watched.get("/healthz", headers=bearer(read)).json()["watch"]["syncs"]:
+        time.sleep(0.2)
+    mine = watched.get("/healthz", headers=bearer(read)).json()["watch"]
+    assert {"path": "secret-plans.txt", "reason": "empty file"} in mine["skipped"]
+    anyone = watched.get("/healthz").json()
+    assert anyone["status"] == "ok" and anyone["watch"]["skipped"] == [] and "corpus" not in anyone["watch"]["folder"]

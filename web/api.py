@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from qa.engine import QuestionError
+from web.auth import caller, keys_required
 from web.changes import applying, change_out, refuse_cross_site, upload
 from web.errors import DOC_ID_SCHEMA, check_doc_id, find_doc
 from web.holder import Holder
@@ -105,6 +106,8 @@ def api_delete(request: Request, holder: Holder,
 def healthz(request: Request, holder: Holder) -> JSONResponse:
     eng = holder.get()
     watching = request.app.state.watch
+    # Open for liveness checks; with keys, the folder's file names only to a caller with a key.
+    private = keys_required(request) and caller(request) is None
     body = Health(
         status="ok" if eng else "no_index",
         index_loaded=eng is not None,
@@ -116,6 +119,7 @@ def healthz(request: Request, holder: Holder) -> JSONResponse:
         detail=(f"{holder.error} Build it with: {holder.build_hint()}" if eng is None
                 else f"the index changed on disk but could not be loaded: {holder.watch_error}"
                 if holder.watch_error else None),
-        watch=WatchOut(**watching.to_dict()) if watching is not None else None,
+        watch=None if watching is None else WatchOut(**{**watching.to_dict(), **(
+            {"folder": "(send a key to see it)", "skipped": []} if private else {})}),
     )
     return JSONResponse(body.model_dump(), status_code=200 if eng else 503)
