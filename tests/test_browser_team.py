@@ -172,6 +172,45 @@ def test_a_wrong_click_is_recorded_exported_and_scored(browser, keyed_server, tm
     assert report["warnings"] == [] and report["methods"]["citeqa"]["questions"] == len(items)
 
 
+def test_a_wrong_answer_corrected_in_the_document_view(browser, keyed_server) -> None:
+    import json
+
+    url, made, index = keyed_server
+    ctx, page, watch = open_page(browser)
+    try:
+        page.goto(url)
+        page.locator("#key-input").fill(made["read"])
+        page.locator("#key-input").press("Enter")
+        expect(page.locator("#signed-in")).to_have_text("reader (read)")
+        page.evaluate("localStorage.clear()")
+        question = "who welcomed the announcement of direct flights?"
+        ask(page, question)
+        exchange = page.locator(".exchange").last
+        expect(exchange.locator(".msg.bot")).to_have_class(re.compile(r"\b(answered|abstained)\b"))
+        exchange.locator(".feedback-wrong").click()
+        link = exchange.locator(".feedback-pick").first
+        doc_id = exchange.locator(".cite-item").first.locator(".doc-id").inner_text()
+        link.click()
+        banner = page.locator("#pick-banner")
+        expect(banner).to_have_text(f"Which sentence answers “{question}”? Click it.")
+        target = page.locator(".pick").nth(3)
+        start, end = int(target.get_attribute("data-start")), int(target.get_attribute("data-end"))
+        sentence = target.inner_text()
+        target.click()
+        expect(banner).to_contain_text("Thanks — recorded: this sentence answers it.")
+        page.locator("#pick-back").click()
+        expect(page.locator(".exchange").last.locator(".feedback-done")).to_have_text(
+            "Thanks — marked wrong, with the sentence that answers.")
+        watch.assert_clean()
+    finally:
+        page.evaluate("localStorage.clear()")
+        ctx.close()
+    lines = [json.loads(x) for x in (index / "feedback.jsonl").read_text().splitlines()]
+    mine = [x for x in lines if x["question"] == question]
+    assert mine and mine[-1]["correct"] == {"doc_id": doc_id, "start": start, "end": end, "sentence": sentence}
+    assert mine[-1]["key"] == "reader" and mine[-1]["answer"]["citations"]
+
+
 # --- a watched folder ----------------------------------------------------------------------------
 def test_a_file_copied_into_the_watched_folder_is_answered_in_the_chat(browser, demo_index, tmp_path) -> None:
     import shutil

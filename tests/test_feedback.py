@@ -114,3 +114,20 @@ def test_export_writes_a_gold_file_that_qa_eval_scores(served, tmp_path: Path) -
     assert scored["questions"] == 3 and scored["answerable"] == 2 and scored["unanswerable"] == 1
     assert scored["unanswerable_abstained"] == 1.0  # the FIFA question: citeqa abstains, as the user said
     assert scored["evidence_at_3"] == 1.0
+
+
+def test_the_document_view_offers_every_sentence_to_pick(served) -> None:
+    """?pick=1: the document's sentences as clickable spans, each with its offsets in the text."""
+    import re as _re
+    from html import unescape
+
+    client, index = served
+    page = client.get(f"/doc/{AZAL_DOC}", params={"pick": "1"}).text
+    doc = client.get(f"/api/documents/{AZAL_DOC}").json()
+    spans = _re.findall(r'<span class="pick" role="button" tabindex="0" data-start="(\d+)" data-end="(\d+)">(.*?)</span>',
+                        page, _re.S)
+    assert [(int(a), int(b)) for a, b, _ in spans] == [tuple(o) for o in doc["sentence_offsets"]]
+    for a, b, piece in spans:
+        assert unescape(piece) == doc["text"][int(a) : int(b)]
+    assert 'id="pick-banner"' in page and f'data-doc="{AZAL_DOC}"' in page
+    assert 'class="pick"' not in client.get(f"/doc/{AZAL_DOC}").text

@@ -118,11 +118,18 @@ def doc_page(
     end: int | None = Query(None, ge=0),
     astart: int | None = Query(None, ge=0),
     aend: int | None = Query(None, ge=0),
+    pick: bool = Query(False),
 ) -> HTMLResponse:
     eng = holder.get()
     if eng is None:
         raise HTTPException(503, f"{holder.error} Build it with: {holder.build_hint()}")
     doc = find_doc(eng, doc_id)
+    if pick:  # feedback: the user picks the sentence that answers (static/doc.js sends it)
+        idx = eng.index
+        offsets = [(int(idx.sent_start[s]), int(idx.sent_end[s])) for s in idx.doc_sentences[doc.doc_id]]
+        return render_page(request, "doc.html", doc=doc, segments=[], picks=pick_segments(doc.text, offsets),
+                           n_sentences=len(offsets), notice=None, has_cite=False, has_answer=False,
+                           has_furniture=False, api_href=f"/api/documents/{quote(doc.doc_id, safe='/')}")
     n = len(doc.text)
     spans: list[tuple[int, int, str]] = []
     notice = None
@@ -149,7 +156,22 @@ def doc_page(
         has_answer=has_answer,
         has_furniture=bool(doc.furniture),
         api_href=f"/api/documents/{quote(doc.doc_id, safe='/')}",
+        picks=None,
     )
+
+
+def pick_segments(text: str, offsets: list[tuple[int, int]]) -> list[tuple[str, tuple[int, int] | None]]:
+    """``text`` cut into its sentences ((piece, (start, end))) and what lies between ((piece, None))."""
+    out: list[tuple[str, tuple[int, int] | None]] = []
+    at = 0
+    for a, b in offsets:
+        if a > at:
+            out.append((text[at:a], None))
+        out.append((text[a:b], (a, b)))
+        at = b
+    if at < len(text):
+        out.append((text[at:], None))
+    return out
 
 
 # The documents page: the list, an upload form and a delete button per document. Plain forms

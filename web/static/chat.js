@@ -344,7 +344,23 @@
       set.append(none);
       const send = el("button", "feedback-send", "Send");
       send.type = "submit";
-      form.append(set, send);
+      // Or another sentence of a cited document: picked in the document view (static/doc.js).
+      const elsewhere = el("p", "feedback-elsewhere", "Or pick the sentence in the document: ");
+      const docs = [...new Map((item.answer.citations || []).map((c) => [c.doc_id, c])).values()];
+      docs.forEach((c, i) => {
+        const link = el("a", "feedback-pick", c.title || c.doc_id);
+        link.href = `/doc/${c.doc_id.split("/").map(encodeURIComponent).join("/")}?pick=1`;
+        link.addEventListener("click", () => {
+          try {
+            sessionStorage.setItem("citeqa.pick", JSON.stringify({ question: item.question, answer: item.answer, at: history.indexOf(item) }));
+          } catch (_) {
+            /* the document view says how to come back */
+          }
+        });
+        if (i) elsewhere.append(" · ");
+        elsewhere.append(link);
+      });
+      form.append(set, send, elsewhere);
       form.addEventListener("submit", (ev) => {
         ev.preventDefault();
         const picked = form.querySelector(`input[name="${name}"]:checked`);
