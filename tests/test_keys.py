@@ -189,3 +189,18 @@ def test_healthz_names_watched_files_only_to_a_caller_with_a_key(keyed, tmp_path
     assert {"path": "secret-plans.txt", "reason": "empty file"} in mine["skipped"]
     anyone = watched.get("/healthz").json()
     assert anyone["status"] == "ok" and anyone["watch"]["skipped"] == [] and "corpus" not in anyone["watch"]["folder"]
+
+
+def test_the_schema_states_the_keys(keyed, demo_index: Path, engine) -> None:
+    client, read, write, _ = keyed
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": "an API key of `qa keys add` (read or write scope)"}
+    upload = spec["paths"]["/api/documents"]["post"]
+    assert upload["security"] == [{"bearer": []}] and "401" in upload["responses"]
+    assert upload["responses"]["403"]["description"].endswith("; or a read key: this needs a write key")
+    assert spec["paths"]["/api/ask"]["post"]["security"] == [{"bearer": []}]
+    assert "403" not in spec["paths"]["/api/ask"]["post"]["responses"]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+    plain = TestClient(create_app(demo_index, engine=engine)).get("/openapi.json").json()
+    assert "securitySchemes" not in plain.get("components", {})

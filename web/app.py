@@ -117,6 +117,8 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
     for router in routers:
         app.include_router(router)
     app.state.metrics.know_routes(routers)
+    if app.state.keys is not None:
+        auth.document_keys(app)
     return app
 
 

@@ -126,3 +126,33 @@ def api_session(request: Request, response: Response) -> SessionOut:
     response.set_cookie(COOKIE, presented or "", httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https")
     return SessionOut(keys=True, name=key.name, scope=key.scope)
+
+
+def document_keys(app: Any) -> None:
+    """With keys, the published schema says so: a bearer scheme, on every operation that needs a key,
+    with its 401 (and 403 for the operations a read key may not do)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return dict(app.openapi_schema)
+        spec = plain()
+        spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http", "scheme": "bearer", "description": "an API key of `qa keys add` (read or write scope)"}
+        for path, methods in spec.get("paths", {}).items():
+            for method, op in methods.items():
+                need = required_scope(method.upper(), path)
+                if need is None:
+                    continue
+                op["security"] = [{"bearer": []}]
+                op.setdefault("responses", {})["401"] = {"description": "no valid key", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+                if need == "write":
+                    before = op["responses"].get("403", {}).get("description")
+                    why = "a read key: this needs a write key"
+                    op["responses"]["403"] = {"description": f"{before}; or {why}" if before else why, "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi
