@@ -64,7 +64,9 @@ class Server:
     log: Path
 
 
-def start_server(index_dir: Path, workers: int = 1, batch: bool = True, log: Path | None = None) -> Server:
+def start_server(index_dir: Path, workers: int = 1, batch: bool = True, log: Path | None = None,
+                 extra: list[str] | None = None) -> Server:
+    """``extra``: more `qa serve` arguments (``["--keys", FILE]``, ``["--watch", CORPUS]``)."""
     port = free_port()
     qa = str(Path(sys.executable).with_name("qa"))
     cmd = [
@@ -78,6 +80,7 @@ def start_server(index_dir: Path, workers: int = 1, batch: bool = True, log: Pat
         str(port),
         "--workers",
         str(workers),
+        *(extra or []),
     ]
     if log is None:
         fd, name = tempfile.mkstemp(prefix="citeqa-serve-", suffix=".log")

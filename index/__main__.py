@@ -43,7 +43,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from index.build import BuildError, build_index
+    from index.build import BuildError, build_index, ignored_summary
+    from index.documents import SUPPORTED_SUFFIXES
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     try:
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         f"into {args.index} in {report.seconds:.1f}s: {len(report.added)} added, {len(report.changed)} changed, "
         f"{len(report.unchanged)} unchanged, {len(report.removed)} removed, {len(report.skipped)} skipped"
     )
+    if report.unsupported:
+        print(ignored_summary(report.unsupported) + f" (citeqa reads {', '.join(SUPPORTED_SUFFIXES)})")
     return 0
 
 

@@ -65,6 +65,7 @@ class BuildReport:
     skipped: list[Skipped] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)  # kept from INDEX_DIR/uploads
     left_out: list[str] = field(default_factory=list)  # corpus files deleted through the API
+    unsupported: list[str] = field(default_factory=list)  # files of a type citeqa does not read (ignored)
     sentences: int = 0
     passages: int = 0
     embedded_texts: int = 0
@@ -144,6 +145,13 @@ def _load_corpus(corpus_dir: Path, old: LoadedIndex | None, progress: bool = Fal
         except DocumentError as e:
             skipped.append(Skipped(doc_id, str(e)))
     return docs, skipped, reused
+
+
+def ignored_summary(unsupported: list[str], show: int = 10) -> str:
+    """One line naming the files of an unsupported type: "ignored 1 file of an unsupported type: blob.bin"."""
+    n = len(unsupported)
+    names = ", ".join(unsupported[:show]) + (f" and {n - show} more" if n > show else "")
+    return f"ignored {n} file{'s' if n != 1 else ''} of an unsupported type: {names}"
 
 
 def build_index(
@@ -234,7 +242,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         listing = corpus_with_uploads(corpus_dir, index_dir)
     except DocumentError as e:
         raise BuildError(str(e)) from None
-    report.uploads, report.left_out = listing.uploads, listing.left_out
+    report.uploads, report.left_out, report.unsupported = listing.uploads, listing.left_out, listing.unsupported
     if listing.uploads:
         log(f"{len(listing.uploads)} uploaded document(s) kept from {index_dir / UPLOADS}")
     for doc_id in listing.left_out:
@@ -247,6 +255,7 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         raise BuildError(
             f"nothing to index in {corpus_dir}: no readable {', '.join(SUPPORTED_SUFFIXES)} files"
             + (f" ({len(skipped)} skipped)" if skipped else "")
+            + (f"; {ignored_summary(listing.unsupported)}" if listing.unsupported else "")
         )
 
     return write_generation(index_dir, docs, reused, old, encoder_name, report, progress=progress, log=log, t0=t0)

@@ -253,11 +253,13 @@ def load_document(path: Path, doc_id: str) -> Document:
     return load_bytes(read_file(path), doc_id)
 
 
-def iter_files(root: Path) -> Iterator[tuple[Path, str]]:
+def iter_files(root: Path, unsupported: list[str] | None = None) -> Iterator[tuple[Path, str]]:
     """(path, doc_id) for every supported file under root, sorted, hidden folders skipped.
 
     Symbolic links to files are read (a broken one or a loop is reported by ``read_file``);
-    links to folders are not followed, so a link back up the tree cannot loop.
+    links to folders are not followed, so a link back up the tree cannot loop. The ids of
+    visible files of another type (``blob.bin``) are appended to ``unsupported``, so a build can
+    name them instead of passing over them in silence.
     """
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -265,7 +267,11 @@ def iter_files(root: Path) -> Iterator[tuple[Path, str]]:
             if os.path.islink(Path(dirpath) / d):  # reported, never walked into
                 yield Path(dirpath) / d, (Path(dirpath) / d).relative_to(root).as_posix()
         for name in sorted(filenames):
-            if name.startswith(".") or not name.lower().endswith(SUPPORTED_SUFFIXES):
+            if name.startswith("."):
+                continue
+            if not name.lower().endswith(SUPPORTED_SUFFIXES):
+                if unsupported is not None:
+                    unsupported.append((Path(dirpath) / name).relative_to(root).as_posix())
                 continue
             path = Path(dirpath) / name
             yield path, path.relative_to(root).as_posix()

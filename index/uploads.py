@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from index.documents import SUPPORTED_SUFFIXES, DocumentError, content_hash, iter_files, read_file
@@ -158,6 +158,7 @@ class CorpusFiles:
     files: list[tuple[Path, str]]
     uploads: list[str]  # ids read from uploads/ (replacing a corpus file of that id, or new)
     left_out: list[str]  # corpus files deleted through the API
+    unsupported: list[str] = field(default_factory=list)  # corpus files of a type citeqa does not read
 
 
 def corpus_with_uploads(corpus_dir: Path, index_dir: Path) -> CorpusFiles:
@@ -167,7 +168,8 @@ def corpus_with_uploads(corpus_dir: Path, index_dir: Path) -> CorpusFiles:
     inside = _inside(index_dir, corpus_dir)
     files: list[tuple[Path, str]] = []
     left_out: list[str] = []
-    for path, doc_id in iter_files(corpus_dir):
+    unsupported: list[str] = []
+    for path, doc_id in iter_files(corpus_dir, unsupported):
         if inside is not None and (doc_id == inside or doc_id.startswith(inside + "/")):
             continue  # the index folder lives inside the corpus: its uploads are read below, once
         if doc_id in uploads:
@@ -177,7 +179,9 @@ def corpus_with_uploads(corpus_dir: Path, index_dir: Path) -> CorpusFiles:
             continue
         files.append((path, doc_id))
     files += [(path, doc_id) for doc_id, path in sorted(uploads.items())]
-    return CorpusFiles(files, sorted(uploads), left_out)
+    if inside is not None:
+        unsupported = [d for d in unsupported if not (d == inside or d.startswith(inside + "/"))]
+    return CorpusFiles(files, sorted(uploads), left_out, unsupported)
 
 
 def _inside(index_dir: Path, corpus_dir: Path) -> str | None:

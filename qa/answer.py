@@ -38,7 +38,7 @@ from qa.features import (
     span_features,
 )
 from qa.model import AnswerModel
-from qa.retrieve import Retriever
+from qa.retrieve import Retriever, Scope
 
 PASSAGES = 8  # hybrid passages whose sentences are candidates
 DENSE_SENTENCES = 20
@@ -138,14 +138,16 @@ class AnswerStep:
         self.facts = SentenceFacts(index, retriever)
 
     # --- 1. candidates ---------------------------------------------------------------------
-    def gather(self, q: Question, qv: QuestionVectors, exclude=None, also: Sequence[int] = ()) -> Candidates:
+    def gather(self, q: Question, qv: QuestionVectors, exclude=None, also: Sequence[int] = (),
+               scope: Scope | None = None) -> Candidates:
         """Candidate sentences and their features. ``exclude(doc_id)`` drops documents (training);
-        ``also`` adds sentences (a follow-up keeps its previous document in view)."""
+        ``also`` adds sentences (a follow-up keeps its previous document in view); ``scope`` (a
+        filter's documents) is searched on its own, so every candidate comes from inside it."""
         idx = self.index
         terms = list(q.terms)
         cand: dict[int, int] = {}
         # Training asks with a document set left out: search deeper, then drop what is excluded.
-        hits = self.retriever.hybrid(qv.vec, terms, k=PASSAGES, depth=30) if exclude is None else (
+        hits = self.retriever.hybrid(qv.vec, terms, k=PASSAGES, depth=30, scope=scope) if exclude is None else (
             self.retriever.hybrid(qv.vec, terms, k=60, depth=240)
         )
         kept = 0
@@ -157,7 +159,7 @@ class AnswerStep:
             kept += 1
             if kept >= PASSAGES:
                 break
-        d_ids, _ = self.retriever.dense_sentences(qv.vec, DENSE_SENTENCES if exclude is None else 400)
+        d_ids, _ = self.retriever.dense_sentences(qv.vec, DENSE_SENTENCES if exclude is None else 400, scope)
         n = 0
         for sid in d_ids.tolist():
             if exclude is not None and exclude(idx.sent_doc[sid]):
@@ -166,7 +168,7 @@ class AnswerStep:
             n += 1
             if n >= DENSE_SENTENCES:
                 break
-        b_ids, b_scores = self._bm25_sentences(terms, BM25_SENTENCES if exclude is None else 400)
+        b_ids, b_scores = self.retriever.bm25_sentences(terms, BM25_SENTENCES if exclude is None else 400, scope)
         n = 0
         for sid, sc in zip(b_ids.tolist(), b_scores.tolist(), strict=True):
             if sc <= 0 or (exclude is not None and exclude(idx.sent_doc[sid])):
@@ -176,14 +178,12 @@ class AnswerStep:
             if n >= BM25_SENTENCES:
                 break
         for sid in also:
-            cand.setdefault(int(sid), FAR)
+            if scope is None or scope.sentences[int(sid)]:
+                cand.setdefault(int(sid), FAR)
         sids = np.fromiter(cand.keys(), np.int64, count=len(cand))
         prank = np.fromiter(cand.values(), np.float64, count=len(cand))
         numeric, cats = sentence_features(self.facts, q, qv, sids, prank, self.tokens)
         return Candidates(sids, prank, numeric, cats)
-
-    def _bm25_sentences(self, terms: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.retriever.sentence_bm25.top(terms, k)
 
     # --- 3. phrases --------------------------------------------------------------------------
     def phrases(self, q: Question, sid: int) -> Phrases:

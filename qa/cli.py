@@ -29,9 +29,11 @@ examples:
   qa index corpus/ --index .citeqa
   qa ask --index .citeqa "when were direct AZAL flights announced"
   qa ask --index .citeqa --json "who led the Pakistan side?"
+  qa ask --index .citeqa --since 2023-06-01 "when were direct AZAL flights announced"
   echo '{"id": "q1", "question": "who visited Islamabad?"}' | qa ask --index .citeqa --jsonl
   qa show --index .citeqa 003_fdf2c5db0e68fe77.txt
   qa serve --index .citeqa --port 8000
+  qa feedback export --index .citeqa --out feedback.jsonl
   qa eval --gold eval/gold/demo.jsonl --index .citeqa --out reports/
 """
 
@@ -41,10 +43,11 @@ def _err(msg: str) -> None:
 
 
 # Commands that are another program: their room's `python -m` module, run in place of `qa`.
-ROOM_PROGRAMS = {"serve": "web", "eval": "eval"}
+ROOM_PROGRAMS = {"serve": "web", "eval": "eval", "keys": "web.keys"}
 ROOM_HELP = {
     "serve": "serve the web chat and JSON API",
     "eval": "score answers against a gold question set (and SQuAD)",
+    "keys": "add API keys for `qa serve --keys FILE` (qa keys add --keys FILE --name NAME --scope read|write)",
 }
 
 
@@ -78,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
                     '(in --jsonl, a line may carry {"previous": {"question": …, "doc_id": …, "answer": …}})')
     fmt.add_argument("--jsonl", action="store_true",
                      help='read {"id","question"} lines from stdin, write one answer object per line, same order')
+    within = pa.add_argument_group("asking within some documents (citations come only from those)")
+    within.add_argument("--doc", action="append", metavar="DOC_ID", dest="doc_ids",
+                        help="only this document (repeat for several)")
+    within.add_argument("--folder", metavar="F", help="only documents under this folder of the corpus")
+    within.add_argument("--since", metavar="YYYY-MM-DD", help="only documents dated on or after this day "
+                        "(a document without a date never matches)")
+    within.add_argument("--until", metavar="YYYY-MM-DD", help="only documents dated on or before this day")
     pa.add_argument("--reader", choices=["neural", "linear"], default="neural",
                     help="the answer step: neural (the trained cross-encoder, default) or linear (the linear models)")
 
@@ -85,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Print the text of DOC_ID exactly as stored (citation offsets point into it).")
     ps.add_argument("doc_id", metavar="DOC_ID")
     ps.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+
+    pf = sub.add_parser("feedback", help="turn the chat's right/wrong verdicts into a gold question set",
+                        description="The verdicts users gave in the chat (POST /api/feedback), kept in "
+                        "INDEX/feedback.jsonl, written as a gold file that `qa eval --gold` reads.")
+    fsub = pf.add_subparsers(dest="feedback_action", metavar="ACTION", required=True)
+    pe = fsub.add_parser("export", help="write the verdicts as a gold file (eval/gold/*.jsonl's format)")
+    pe.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX), help=f"index folder (default: {DEFAULT_INDEX})")
+    pe.add_argument("--out", type=Path, default=None, help="the gold file to write (default: standard output)")
 
     for name, helptext in ROOM_HELP.items():
         sub.add_parser(name, help=helptext, add_help=False)  # parsed by the room's own program
@@ -125,9 +143,14 @@ def render_human(ans: Answer, color: bool) -> str:
         return s
 
     lines = []
+    if view.within:
+        lines.append(f"(within {view.within})")
     if ans.abstained:
         lines.append(f"The documents don't say. (confidence {round(ans.confidence, 4):.2f})")
-        lines.append("Nearest passages (not an answer):")
+        if ans.answer_note:
+            lines.append(f"  ({ans.answer_note})")
+        if ans.citations:
+            lines.append("Nearest passages (not an answer):")
     else:
         parts = ans.answers if ans.answers is not None and len(ans.answers) > 1 else None
         if color:  # each part of a two-part answer highlighted on its own, the join not
@@ -174,13 +197,20 @@ def cmd_ask(args: argparse.Namespace) -> int:
     elif args.question is None or not args.question.strip():
         _err('the question is empty — usage: qa ask --index DIR "QUESTION"')
         return 2
+    from qa.filters import DocFilter, FilterError
+
+    try:
+        doc_filter = DocFilter.make(args.doc_ids, args.folder, args.since, args.until)
+    except FilterError as e:
+        _err(str(e).replace("date_from", "--since").replace("date_to", "--until").replace("doc_ids", "--doc"))
+        return 2
     engine, code = _open_engine(args.index, args.reader)
     if engine is None:
         return code
     if not args.jsonl:
         try:
             prev = Previous(args.after) if args.after else None
-            ans = engine.ask(args.question, k=args.k, previous=prev)
+            ans = engine.ask(args.question, k=args.k, previous=prev, filter=doc_filter)
         except QuestionError as e:
             _err(str(e))
             return 2
@@ -199,9 +229,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
             if not isinstance(obj, dict) or not isinstance(obj.get("question"), str):
                 raise QuestionError('each line must be a JSON object with a "question" string')
             qid = obj.get("id")
+            line_filter = DocFilter.parse(obj["filter"]) if obj.get("filter") is not None else doc_filter
             out = engine.ask(obj["question"], k=args.k, id=None if qid is None else str(qid),
-                             previous=_previous(obj.get("previous"))).to_dict()
-        except (json.JSONDecodeError, QuestionError) as e:
+                             previous=_previous(obj.get("previous")), filter=line_filter).to_dict()
+        except (json.JSONDecodeError, QuestionError, FilterError) as e:
             failures += 1
             out = {"id": qid, "error": f"line {lineno}: {e}"}
         print(json.dumps(out, ensure_ascii=False), flush=True)
@@ -226,6 +257,38 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not doc.text.endswith("\n"):
         sys.stdout.write("\n")
     return 0
+
+
+# --- feedback -------------------------------------------------------------------------------
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from index.loaded import LoadedIndex
+    from index.store import UnusableIndexError
+    from qa.feedback import feedback_path, read_feedback, to_gold
+
+    try:
+        idx = LoadedIndex.open(args.index)
+    except UnusableIndexError as e:
+        _err(str(e))
+        return e.exit_code
+    entries = read_feedback(args.index)
+    if not entries:
+        _err(f"no feedback in {feedback_path(args.index)} yet: verdicts come from the chat's right/wrong buttons "
+             "(POST /api/feedback)")
+        return 1
+    export = to_gold(entries, idx)
+    for why in export.skipped:
+        _err(f"skipped {why}")
+    text = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in export.items)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    n_ans = sum(1 for i in export.items if i["answerable"])
+    _err(f"wrote {len(export.items)} gold questions ({n_ans} answerable, {len(export.items) - n_ans} unanswerable) "
+         f"from {len(entries)} verdicts to {args.out or 'standard output'}"
+         + (f"; score them with: qa eval --gold {args.out} --index {args.index}" if args.out else ""))
+    return 0 if export.items else 1
 
 
 # --- index, serve, eval: the other rooms' command lines ----------------------------------------
@@ -259,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
         handler = run_index
     else:
-        handler = {"ask": cmd_ask, "show": cmd_show}[args.command]
+        handler = {"ask": cmd_ask, "show": cmd_show, "feedback": cmd_feedback}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -27,10 +27,11 @@ from qa.analyze import analyze
 from qa.answer import AnswerStep
 from qa.cite import Citer
 from qa.features import QuestionVectors
+from qa.filters import DocFilter
 from qa.followup import Previous, resolve
 from qa.model import AnswerModel, load_model
 from qa.reading import DEFAULT_READER, Reader, make_reader
-from qa.retrieve import Retriever, _top
+from qa.retrieve import Retriever, Scope, _top
 from qa.types import Answer
 
 MAX_QUESTION_CHARS = 1000
@@ -119,15 +120,21 @@ class Engine:
     # --- asking ---------------------------------------------------------------------------
     def ask(
         self, question: str, k: int = 5, *, id: str | None = None, method: str = "citeqa",
-        previous: Previous | None = None,
+        previous: Previous | None = None, filter: DocFilter | None = None,
     ) -> Answer:
         """Answer ``question`` with up to ``k`` citations, best first. ``previous`` is the turn
-        before, for a follow-up such as "and who led Azerbaijan's side?" (see qa/followup.py)."""
+        before, for a follow-up such as "and who led Azerbaijan's side?" (see qa/followup.py);
+        ``filter`` names the documents that may answer (see qa/filters.py)."""
         question = validate(question, k)
         if method not in METHODS:
             raise QuestionError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if filter is not None and method in ("bm25", "dense"):
+            raise QuestionError(f"the {method} baseline does not take a filter")
         t0 = time.perf_counter()
-        if method == "bm25":
+        if filter is not None:
+            ans = self._ask_within(question, k, id, previous, filter,
+                                   self.reader if method == "citeqa" else self.reader_named(method))
+        elif method == "bm25":
             ans = self._baseline_bm25(question, k, id)
         elif method == "dense":
             ans = self._baseline_dense(question, k, id)
@@ -142,8 +149,27 @@ class Engine:
             self._readers[name] = make_reader(name, self.answerer)
         return self._readers[name]
 
+    def _ask_within(self, question: str, k: int, id: str | None, previous: Previous | None, filter: DocFilter,
+                    reader: Reader) -> Answer:
+        """The answer from the documents ``filter`` matches only; an abstention saying so when there are none."""
+        matching = filter.matching(self.index)
+        if not matching:
+            why = filter.describe()
+            if filter.date_from and filter.date_to and filter.date_from > filter.date_to:
+                why += " (date_from is after date_to)"
+            return Answer(question, None, True, 0.0, (), id=id, expected_type=analyze(question).expected,
+                          answer_note=f"no document matches the filter: {why}; nothing was searched",
+                          filter=filter.to_dict())
+        ans = self._ask(question, k, id, previous, reader, Scope.of(self.index, matching))
+        if ans.abstained and ans.answer_note is None:
+            n = len(matching)
+            ans = replace(ans, answer_note=f"only the {n} document{'s' if n != 1 else ''} matching the filter "
+                                           f"({filter.describe()}) were searched")
+        return replace(ans, filter=filter.to_dict())
+
     def _ask(
-        self, question: str, k: int, id: str | None, previous: Previous | None = None, reader: Reader | None = None
+        self, question: str, k: int, id: str | None, previous: Previous | None = None, reader: Reader | None = None,
+        scope: Scope | None = None,
     ) -> Answer:
         reader = reader or self.reader
         q = analyze(question)
@@ -161,7 +187,7 @@ class Engine:
                 also = list(self.index.doc_sentences[prev_doc])
             avoid = previous.answer if previous else None
         qv = self.question_vectors(resolved.search_text)
-        decision = reader.read(q, qv, step.gather(q, qv, also=also), avoid=avoid)
+        decision = reader.read(q, qv, step.gather(q, qv, also=also, scope=scope), avoid=avoid)
         if not decision.ranked:
             return Answer(question, None, True, 0.0, (), id=id, expected_type=q.expected)
         return self.citer.answer(

@@ -16,6 +16,24 @@ from index.loaded import LoadedIndex
 from index.vectors import VectorSearch
 
 RRF_K = 60
+# A scope of up to this many rows is searched exactly (one matrix product over its vectors);
+# a larger one through the vector index, deeper, keeping what is inside it.
+EXACT_SCOPE_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The documents a question may be answered from (a filter's), as row masks of the index."""
+
+    doc_ids: frozenset[str]
+    sentences: np.ndarray  # bool per sentence row
+    passages: np.ndarray  # bool per passage row
+
+    @classmethod
+    def of(cls, index: LoadedIndex, doc_ids: Iterable[str]) -> Scope:
+        ids = frozenset(d for d in doc_ids if d in index.docs)
+        ords = np.array(sorted(index.docs[d].ord for d in ids), dtype=np.int64)
+        return cls(ids, np.isin(index.sent_doc_ord, ords), np.isin(index.pass_doc_ord, ords))
 
 
 @dataclass(frozen=True)
@@ -54,24 +72,65 @@ def _nearest(vectors: VectorSearch, n: int, qvec: np.ndarray, k: int) -> tuple[n
     return ids[0][keep], scores[0][keep]
 
 
+def _nearest_within(vectors: VectorSearch, rows: np.ndarray, mask: np.ndarray, qvec: np.ndarray,
+                    k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows inside ``mask`` nearest to ``qvec``: exact over a small scope, else the vector
+    index searched deeper and deeper until ``k`` of its hits fall inside."""
+    inside = np.flatnonzero(mask)
+    if len(inside) == 0 or k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if len(inside) <= EXACT_SCOPE_ROWS:
+        scores = np.asarray(rows[inside], dtype=np.float32) @ qvec.astype(np.float32)
+        top = _top(scores, k)
+        return inside[top], scores[top]
+    n = len(mask)
+    depth = min(n, k * max(4, 2 * n // len(inside)))
+    while True:
+        ids, scores = _nearest(vectors, n, qvec, depth)
+        keep = mask[ids]
+        if keep.sum() >= k or depth >= n:
+            return ids[keep][:k], scores[keep][:k]
+        depth = min(n, depth * 4)
+
+
+def _bm25_within(bm25: Bm25Index, terms: Sequence[str], k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``bm25.top`` over the rows inside ``mask`` only (every row without one)."""
+    if mask is None:
+        return bm25.top(terms, k)
+    scores = bm25.scores(terms)
+    scores[~mask] = 0.0
+    inside = np.flatnonzero(scores > 0)
+    order = np.lexsort((inside, -scores[inside]))[:k]
+    return inside[order], scores[inside[order]]
+
+
 class Retriever:
     def __init__(self, index: LoadedIndex) -> None:
         self.index = index
         self.passage_bm25: Bm25Index = index.passage_bm25
         self.sentence_bm25: Bm25Index = index.sentence_bm25
 
-    def dense_passages(self, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` passages nearest to ``qvec``: (ids, scores), best first."""
+    def dense_passages(self, qvec: np.ndarray, k: int, scope: Scope | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` passages nearest to ``qvec`` (inside ``scope``): (ids, scores), best first."""
+        if scope is not None:
+            return _nearest_within(self.index.pass_faiss, self.index.pass_vecs, scope.passages, qvec, k)
         return _nearest(self.index.pass_faiss, self.index.n_passages(), qvec, k)
 
-    def dense_sentences(self, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` sentences nearest to ``qvec``: (ids, scores), best first."""
+    def dense_sentences(self, qvec: np.ndarray, k: int, scope: Scope | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` sentences nearest to ``qvec`` (inside ``scope``): (ids, scores), best first."""
+        if scope is not None:
+            return _nearest_within(self.index.sent_faiss, self.index.sent_vecs, scope.sentences, qvec, k)
         return _nearest(self.index.sent_faiss, self.index.n_sentences(), qvec, k)
 
-    def hybrid(self, qvec: np.ndarray, terms: list[str], k: int = 8, depth: int = 30) -> list[Hit]:
-        """Top ``k`` passages by RRF of the dense and BM25 rankings (each ``depth`` deep)."""
-        d_ids, d_scores = self.dense_passages(qvec, depth)
-        b_ids, b_scores = self.passage_bm25.top(terms, depth)
+    def bm25_sentences(self, terms: Sequence[str], k: int, scope: Scope | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best sentences by BM25 (inside ``scope``), with a score above 0."""
+        return _bm25_within(self.sentence_bm25, terms, k, None if scope is None else scope.sentences)
+
+    def hybrid(self, qvec: np.ndarray, terms: list[str], k: int = 8, depth: int = 30,
+               scope: Scope | None = None) -> list[Hit]:
+        """Top ``k`` passages (inside ``scope``) by RRF of the dense and BM25 rankings (each ``depth`` deep)."""
+        d_ids, d_scores = self.dense_passages(qvec, depth, scope)
+        b_ids, b_scores = _bm25_within(self.passage_bm25, terms, depth, None if scope is None else scope.passages)
         dense_of = {int(p): float(s) for p, s in zip(d_ids.tolist(), d_scores.tolist(), strict=True)}
         bm_of = {int(p): float(s) for p, s in zip(b_ids.tolist(), b_scores.tolist(), strict=True)}
         best = reciprocal_rank_fusion((d_ids, b_ids))[:k]

@@ -75,6 +75,7 @@ class Answer:
     answer_note: str | None = None  # where the answer comes from, when it is not the sentence itself
     answers: tuple[AnswerPart, ...] | None = None  # both parts of a two-part answer; `answer` is the first
     latency_ms: float | None = None  # time the engine took (the one field that differs between runs)
+    filter: dict[str, Any] | None = None  # the filter the question was asked within ({"folder": …, "date_from": …})
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -97,6 +98,7 @@ class Answer:
             "answer_note": self.answer_note,
             "answers": None if self.answers is None else [p.to_dict() for p in self.answers],
             "latency_ms": self.latency_ms,
+            "filter": self.filter,
         }
         out.update((k, v) for k, v in optional.items() if v is not None)
         return out

@@ -6,7 +6,8 @@ that shows an answer: the CLI's human output, the server-rendered chat page and,
 
 Example::
 
-    >>> from qa.types import Answer, Citation
+    >>> from qa.filters import DocFilter
+from qa.types import Answer, Citation
     >>> c = Citation("a.txt", "A", "Flights start in May.", 0, 21, 0.9, answer_start=17, answer_end=20)
     >>> v = answer_view(Answer("when do flights start", "May", False, 0.9, (c,)))
     >>> v.level, v.phrase, v.marks
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from qa.filters import DocFilter
 from qa.types import Answer
 
 Level = Literal["high", "medium", "low"]
@@ -38,9 +40,14 @@ class AnswerView:
     level: Level
     phrase: str | None
     marks: tuple[tuple[Span, ...], ...]
+    within: str | None = None  # the active filter in a few words ("folder news, dated from 2023-06-01")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "phrase": self.phrase, "marks": [[list(s) for s in m] for m in self.marks]}
+        out: dict[str, Any] = {"level": self.level, "phrase": self.phrase,
+                               "marks": [[list(s) for s in m] for m in self.marks]}
+        if self.within is not None:
+            out["within"] = self.within
+        return out
 
 
 def confidence_level(conf: float) -> Level:
@@ -91,4 +98,8 @@ def answer_phrase(ans: Answer) -> str | None:
 
 def answer_view(ans: Answer) -> AnswerView:
     # The level of the confidence as the contract states it (rounded), so every reader of the JSON agrees.
-    return AnswerView(confidence_level(round(float(ans.confidence), 4)), answer_phrase(ans), answer_marks(ans))
+    within = None
+    if ans.filter is not None:
+        active = DocFilter.parse(ans.filter)
+        within = active.describe() if active is not None else None
+    return AnswerView(confidence_level(round(float(ans.confidence), 4)), answer_phrase(ans), answer_marks(ans), within)

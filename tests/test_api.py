@@ -67,8 +67,10 @@ def test_ask_is_the_same_object_as_the_engine_gives(client: TestClient, engine) 
     direct = ans.to_dict()
     for volatile in ("latency_ms",):
         api.pop(volatile), direct.pop(volatile)
-    # The contract, key for key and in the same order, and how to show it (the one addition).
+    # The contract, key for key and in the same order, and the two additions: how to show it, and
+    # the index generation that answered (what feedback on it names).
     assert api.pop("view") == answer_view(ans).to_dict()
+    assert api.pop("generation") == engine.index.gen_dir.name
     assert list(api.items()) == list(direct.items())
     c = api["citations"][0]
     assert c["sentence"][c["answer_start"] : c["answer_end"]] == api["answer"]
@@ -359,7 +361,8 @@ def test_an_index_built_while_serving_is_picked_up(tmp_path: Path, demo_index: P
 # pytest 9, and the operations are few enough to list. The fuzzed app writes (uploads, deletions),
 # so it serves its own copy of the demo index.
 OPERATIONS = [("/api/ask", "POST"), ("/api/documents", "GET"), ("/api/documents", "POST"),
-              ("/api/documents/{doc_id}", "GET"), ("/api/documents/{doc_id}", "DELETE"), ("/healthz", "GET")]
+              ("/api/documents/{doc_id}", "GET"), ("/api/documents/{doc_id}", "DELETE"), ("/healthz", "GET"),
+              ("/api/feedback", "POST"), ("/api/session", "POST"), ("/metrics", "GET")]
 
 
 @pytest.fixture(scope="module")
@@ -378,7 +381,8 @@ def test_schema_lists_the_fuzzed_operations(api_schema) -> None:
 
 CASES = [(p, m, GenerationMode.POSITIVE) for p, m in OPERATIONS]
 # The operations whose inputs can be invalid: a bad body, or a document id the schema's pattern refuses.
-CASES += [(p, m, GenerationMode.NEGATIVE) for p, m in OPERATIONS if p != "/healthz" and (p, m) != ("/api/documents", "GET")]
+CASES += [(p, m, GenerationMode.NEGATIVE) for p, m in OPERATIONS
+          if p not in ("/healthz", "/api/session", "/metrics") and (p, m) != ("/api/documents", "GET")]
 
 
 @pytest.mark.parametrize(("path", "method", "mode"), CASES, ids=[f"{m} {p} {g.value}" for p, m, g in CASES])
@@ -388,7 +392,8 @@ def test_schemathesis_no_server_errors(api_schema, path: str, method: str, mode:
     op = api_schema[path][method]
     # Any bytes fit the upload's schema ("a file"), and most are refused for good reasons (not a
     # supported type, binary, empty): the one check that cannot apply to it.
-    excluded = [positive_data_acceptance] if (path, method) == ("/api/documents", "POST") else []
+    # Likewise feedback's `correct`: which offsets are a sentence of which document, no schema can say (422).
+    excluded = [positive_data_acceptance] if (path, method) in (("/api/documents", "POST"), ("/api/feedback", "POST")) else []
 
     @given(case=op.as_strategy(generation_mode=mode))
     # Derandomized: the same 50 cases on every run, so CI never fails on a case nobody can replay.
@@ -417,3 +422,41 @@ def test_the_schema_states_the_document_id_rule_the_server_applies(app) -> None:
         status, _, _ = asgi_get(app, "/api/documents/" + quote(doc_id, safe="/"))
         expected = 404 if re.search(DOC_ID_PATTERN, doc_id) else 400
         assert status == expected == (404 if doc_id in allowed else 400), (doc_id, status)
+
+
+# The same with keys configured: a write key on every request (web/auth.py), so the operations are
+# reached rather than refused; still no 5xx, and responses as documented.
+KEYED = [("/api/ask", "POST"), ("/api/feedback", "POST"), ("/metrics", "GET"), ("/api/session", "POST"),
+         ("/api/documents/{doc_id}", "GET")]
+
+
+@pytest.fixture(scope="module")
+def keyed_schema(demo_index: Path, engine, tmp_path_factory: pytest.TempPathFactory):
+    import shutil
+
+    from web.keys import add_key
+
+    root = tmp_path_factory.mktemp("fuzzed-keyed")
+    shutil.copytree(demo_index, root / "index")
+    key = add_key(root / "team.keys", "fuzz", "write")
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(root / "index", engine=engine,
+                                                                     keys=root / "team.keys")), key
+
+
+@pytest.mark.parametrize(("path", "method"), KEYED, ids=[f"{m} {p}" for p, m in KEYED])
+def test_schemathesis_with_keys_no_server_errors(keyed_schema, path: str, method: str) -> None:
+    from schemathesis.checks import positive_data_acceptance
+
+    schema, key = keyed_schema
+    op = schema[path][method]
+    excluded = [positive_data_acceptance] if path == "/api/feedback" else []
+
+    @given(case=op.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    @settings(max_examples=25, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    def run(case) -> None:
+        response = case.call(headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code != 401, response.text  # the key is taken: the operation itself answered
+        case.validate_response(response, excluded_checks=excluded)
+
+    run()

@@ -167,3 +167,29 @@ def test_index_built_with_an_unknown_model_asks_for_a_rebuild(index_copy: Path) 
     r = run_qa("ask", "--index", str(index_copy), AZAL)
     assert r.returncode == 1
     assert "some-other-model" in r.stderr and "--rebuild" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_qa_index_names_files_of_an_unsupported_type(tmp_path: Path) -> None:
+    """`qa index` names the files it ignores for their type, as it names the files it skips."""
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "pier.txt").write_text("Harbour report\n\nThe new pier opened on 3 May 2024 in Karachi.\n")
+    (corpus / "blob.bin").write_bytes(b"\x00\x01\x02")
+    (corpus / "sub" / "table.xlsx").write_bytes(b"PK\x03\x04")
+    (corpus / ".hidden.bin").write_bytes(b"x")  # hidden files are not the user's documents: not named
+    ix = tmp_path / "ix"
+    r = run_qa("index", str(corpus), "--index", str(ix), "-q")
+    assert r.returncode == 0, r.stderr
+    assert "indexed 1 documents" in r.stdout
+    assert "ignored 2 files of an unsupported type: blob.bin, sub/table.xlsx" in r.stdout
+    assert ".hidden.bin" not in r.stdout
+    r = run_qa("index", str(corpus), "--index", str(ix), "--json")
+    assert json.loads(r.stdout)["unsupported"] == ["blob.bin", "sub/table.xlsx"]
+    (corpus / "blob.bin").unlink()
+    (corpus / "sub" / "table.xlsx").unlink()
+    r = run_qa("index", str(corpus), "--index", str(ix), "-q")
+    assert r.returncode == 0 and "ignored" not in r.stdout
+    (corpus / "pier.txt").unlink()
+    (corpus / "notes.odt").write_bytes(b"x")
+    r = run_qa("index", str(corpus), "--index", str(ix), "-q")
+    assert r.returncode == 1 and "ignored 1 file of an unsupported type: notes.odt" in r.stderr

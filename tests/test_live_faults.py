@@ -234,6 +234,21 @@ def test_soak_smoke_run(demo_index: Path) -> None:
     print(r.stdout)
 
 
+@pytest.mark.slow
+def test_soak_team_smoke_run() -> None:
+    """The same with keys, filters, feedback, /metrics and a watched folder changing under it (issue 14)."""
+    r = subprocess.run([sys.executable, "-m", "eval.bench.soak", "--smoke", "--team", "--json"],
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    figures = json.loads(r.stdout.strip().splitlines()[-1])
+    assert figures["server_errors"] == 0 and figures["unexpected"] == 0 and figures["lost"] == []
+    assert figures["wrong_version"] == [] and figures["filter_violations"] == []
+    assert figures["filtered_questions"] > 5 and figures["feedback"] > 0 and figures["metrics_scrapes"] > 0
+    assert figures["folder_writes"] + figures["folder_rewrites"] > 3 and figures["auth_probes"] > 0
+    assert "watched folder" in r.stdout
+    print(r.stdout)
+
+
 def test_soak_help() -> None:
     r = subprocess.run([sys.executable, "-m", "eval.bench.soak", "--help"], capture_output=True, text=True, timeout=60,
                        cwd=ROOT)

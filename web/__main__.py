@@ -26,12 +26,21 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    p.add_argument("--keys", type=Path, metavar="FILE", help="require API keys from this file (qa keys add --keys FILE "
+                   "--name NAME --scope read|write); without it only a loopback --host is served")
+    p.add_argument("--watch", type=Path, metavar="CORPUS", help="keep the index in step with this folder: files "
+                   "added, changed and deleted under it are applied within seconds (polling)")
+    p.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
+                   help="with --watch: how long the folder must stay unchanged before it is read (default 1.0)")
+    p.add_argument("--no-auth", action="store_true", help="serve a non-loopback --host without keys (anyone who can "
+                   "reach it may delete documents)")
 
 
 def run(args: argparse.Namespace) -> int:
     from web.app import serve
 
-    return serve(args.index, host=args.host, port=args.port, workers=args.workers)
+    return serve(args.index, host=args.host, port=args.port, workers=args.workers, keys=args.keys,
+                 no_auth=args.no_auth, watch=args.watch, settle=args.settle)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,9 +11,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from qa.engine import QuestionError
+from web.auth import caller, keys_required
 from web.changes import applying, change_out, refuse_cross_site, upload
 from web.errors import DOC_ID_SCHEMA, check_doc_id, find_doc
 from web.holder import Holder
+from web.metrics import metrics_of
 from web.schemas import (
     DELETE_ERRORS,
     ERRORS,
@@ -26,6 +28,7 @@ from web.schemas import (
     DocumentSummary,
     ErrorOut,
     Health,
+    WatchOut,
 )
 from web.views import answer_body
 
@@ -36,13 +39,15 @@ router = APIRouter(tags=["api"])
 # `qa ask --json` does), so the response is validated by the model and unset fields are not added.
 @router.post("/api/ask", response_model=AnswerOut, response_model_exclude_unset=True, responses=ERRORS,
              summary="Answer a question with cited sentences")
-def api_ask(req: AskRequest, holder: Holder) -> dict[str, Any]:
+def api_ask(req: AskRequest, request: Request, holder: Holder) -> dict[str, Any]:
     eng = holder.require()
     try:
-        ans = eng.ask(req.question, k=req.k, id=req.id, previous=req.previous.to_previous() if req.previous else None)
+        ans = eng.ask(req.question, k=req.k, id=req.id, previous=req.previous.to_previous() if req.previous else None,
+                      filter=req.filter.to_filter() if req.filter else None)
     except QuestionError as e:
         raise HTTPException(422, str(e)) from None
-    return answer_body(ans)
+    metrics_of(request).answer(ans)
+    return {**answer_body(ans), "generation": eng.index.gen_dir.name}
 
 
 @router.get("/api/documents", response_model=list[DocumentSummary], responses={503: ERRORS[503]},
@@ -98,8 +103,11 @@ def api_delete(request: Request, holder: Holder,
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "no index"}},
             summary="Is an index loaded, how big, which model")
-def healthz(holder: Holder) -> JSONResponse:
+def healthz(request: Request, holder: Holder) -> JSONResponse:
     eng = holder.get()
+    watching = request.app.state.watch
+    # Open for liveness checks; with keys, the folder's file names only to a caller with a key.
+    private = keys_required(request) and caller(request) is None
     body = Health(
         status="ok" if eng else "no_index",
         index_loaded=eng is not None,
@@ -111,5 +119,7 @@ def healthz(holder: Holder) -> JSONResponse:
         detail=(f"{holder.error} Build it with: {holder.build_hint()}" if eng is None
                 else f"the index changed on disk but could not be loaded: {holder.watch_error}"
                 if holder.watch_error else None),
+        watch=None if watching is None else WatchOut(**{**watching.to_dict(), **(
+            {"folder": "(send a key to see it)", "skipped": []} if private else {})}),
     )
     return JSONResponse(body.model_dump(), status_code=200 if eng else 503)

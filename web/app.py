@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -29,13 +30,18 @@ from starlette.exceptions import HTTPException
 
 from index.documents import MAX_FILE_BYTES
 from index.store import current_generation
+from index.watch import SETTLE_SECONDS
 from qa.engine import Engine
-from web import api, errors, pages
+from web import api, auth, errors, feedback, metrics, pages
+from web.auth import KeyCheck
 from web.errors import too_large
 from web.holder import EngineHolder
+from web.keys import KeyRing, KeysFileError
 from web.views import HERE
+from web.watching import start_watch
 
 INDEX_ENV = "CITEQA_INDEX"  # how `serve --workers N` hands the index folder to each worker process
+KEYS_ENV = "CITEQA_KEYS"  # … and the keys file
 # "0" encodes each request's question on its own (to measure what batching buys: python -m eval.bench.load --no-batch).
 BATCH_ENV = "CITEQA_BATCH_QUESTIONS"
 # Multipart framing around the file's bytes (boundaries, part headers): generous.
@@ -72,15 +78,21 @@ class UploadLimit:
 
 
 def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = None,
-               batch_questions: bool | None = None) -> FastAPI:
+               batch_questions: bool | None = None, keys: Path | str | None = None,
+               watch: Path | str | None = None, settle: float = SETTLE_SECONDS) -> FastAPI:
     """The chat and API over the index at ``index_dir`` (or a ready ``engine`` for it).
 
     A missing index does not stop the app: pages say how to build one, the API answers 503.
     ``batch_questions`` (default: on, unless ``CITEQA_BATCH_QUESTIONS=0``) encodes the questions of
-    concurrent requests together (see web/batching.py).
+    concurrent requests together (see web/batching.py). ``keys`` (default: ``CITEQA_KEYS``, else
+    none) is a keys file: every API request then needs a key (see web/auth.py). ``watch`` is a
+    folder whose changes are applied to the index once they have settled for ``settle`` seconds
+    (web/watching.py).
     """
     if index_dir is None:
         index_dir = os.environ.get(INDEX_ENV, ".citeqa")
+    if keys is None:
+        keys = os.environ.get(KEYS_ENV) or None
     if batch_questions is None:
         batch_questions = os.environ.get(BATCH_ENV, "1") != "0"
     app = FastAPI(
@@ -93,11 +105,20 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
         redoc_url=None,
     )
     app.state.holder = EngineHolder(Path(index_dir), engine, batch_questions=batch_questions)
+    app.state.keys = KeyRing(Path(keys)) if keys is not None else None
+    app.state.watch = start_watch(app.state.holder, Path(watch), settle=settle) if watch is not None else None
     app.add_middleware(UploadLimit, paths=("/api/documents", "/documents"), limit=MAX_FILE_BYTES + UPLOAD_OVERHEAD)
+    app.state.metrics = metrics.Metrics(app.state.holder)
+    app.add_middleware(KeyCheck, ring=app.state.keys)  # it runs before a body is read
+    app.add_middleware(metrics.CountResponses, metrics=app.state.metrics)  # outermost: counts refusals too
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     errors.install(app)
-    app.include_router(api.router)
-    app.include_router(pages.router)
+    routers = (api.router, auth.router, feedback.router, metrics.router, pages.router)
+    for router in routers:
+        app.include_router(router)
+    app.state.metrics.know_routes(routers)
+    if app.state.keys is not None:
+        auth.document_keys(app)
     return app
 
 
@@ -107,24 +128,65 @@ def _worker_app() -> FastAPI:
     return create_app(os.environ[INDEX_ENV])
 
 
-def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> int:
-    """Serve the chat and API until interrupted; returns the exit code."""
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          keys: Path | None = None, no_auth: bool = False, watch: Path | None = None,
+          settle: float = SETTLE_SECONDS) -> int:
+    """Serve the chat and API until interrupted; returns the exit code.
+
+    Without ``keys``, only a loopback address is served, unless ``no_auth`` says that anyone who
+    can reach the server may change its documents."""
     import uvicorn
 
     index_dir = Path(index_dir)
     if workers < 1:
         print("qa: --workers must be at least 1", file=sys.stderr)
         return 2
+    if keys is not None and no_auth:
+        print("qa: --keys and --no-auth contradict each other; choose one", file=sys.stderr)
+        return 2
+    if keys is None and not no_auth and not is_loopback(host):
+        print(f"qa: refusing to serve on {host} without keys: anyone who can reach it could delete every document. "
+              "Give --keys FILE (qa keys add --keys FILE --name NAME --scope write), or --no-auth if that is "
+              "really what you want", file=sys.stderr)
+        return 2
+    if keys is not None:
+        try:
+            KeyRing(keys)  # a keys file that cannot be used stops the server before it listens
+        except KeysFileError as e:
+            print(f"qa: {e}", file=sys.stderr)
+            return 2
+        os.environ[KEYS_ENV] = str(keys)
+    if watch is not None:
+        if workers != 1:
+            print("qa: --watch runs in one server process; use --workers 1 with it", file=sys.stderr)
+            return 2
+        if not watch.is_dir():
+            print(f"qa: the folder to watch, {watch}, does not exist or is not a folder", file=sys.stderr)
+            return 2
+        if not 0 <= settle <= 60:
+            print("qa: --settle must be from 0 to 60 seconds", file=sys.stderr)
+            return 2
     os.environ[INDEX_ENV] = str(index_dir)
     _limit_torch_threads(workers)
-    if current_generation(index_dir) is None:
+    if current_generation(index_dir) is None and watch is not None:
+        print(f"qa: no index at {index_dir} yet: building it from {watch} in the background", file=sys.stderr)
+    elif current_generation(index_dir) is None:
         print(f"qa: warning: no index at {index_dir} — the page will say so; build one with: "
               f"qa index corpus --index {index_dir}", file=sys.stderr)
     shown = f"[{host}]" if ":" in host else host
     opts: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     try:
         # One worker loads the index here, before listening; N workers each load their own copy.
-        target: Any = create_app(index_dir) if workers == 1 else "web.app:_worker_app"
+        target: Any = create_app(index_dir, watch=watch, settle=settle) if workers == 1 else "web.app:_worker_app"
         print(f"qa: serving the chat on http://{shown}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
         if workers == 1:
             uvicorn.run(target, **opts)

@@ -58,12 +58,14 @@ def one_line(exc: RequestValidationError) -> tuple[int, str]:
     where = ".".join(loc)
     if err.get("type") == "missing" and not loc:
         return 422, 'request body is required: a JSON object such as {"question": "…"}'
-    msg = str(err.get("msg", "invalid value"))
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     if loc == ["question"] and err.get("type") in ("string_too_short", "string_pattern_mismatch"):
         return 422, "the question is empty"
     if loc == ["question"] and err.get("type") == "string_too_long":
         n = len(err.get("input") or "")
         return 422, f"the question is {n} characters long; the limit is {MAX_QUESTION_CHARS}"
+    if loc == ["filter"] and err.get("type") in ("model_type", "model_attributes_type", "dict_type"):
+        return 422, 'filter must be a JSON object such as {"folder": "news", "date_from": "2023-06-01"}, or null'
     if loc and err.get("type") in ("model_type", "model_attributes_type", "dict_type"):
         return 422, f'{where} must be a JSON object such as {{"question": "…"}}, or null'
     if err.get("type") == "model_attributes_type" or (not loc and "dict" in msg):
@@ -74,7 +76,7 @@ def one_line(exc: RequestValidationError) -> tuple[int, str]:
 
 def wants_html(request: Request) -> bool:
     path = request.url.path
-    return not (path.startswith("/api/") or path in ("/healthz", "/openapi.json"))
+    return not (path.startswith("/api/") or path in ("/healthz", "/openapi.json", "/metrics"))
 
 
 def error_response(request: Request, status: int, detail: str) -> Response:

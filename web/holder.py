@@ -6,10 +6,12 @@ Routes get the holder as a FastAPI dependency (``Holder``), from ``app.state.hol
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +58,8 @@ class EngineHolder:
         self._swap = threading.RLock()  # one load-and-swap at a time
         self._write = threading.Lock()  # one upload or deletion at a time in this process
         self._tried_at = 0.0
+        # Documents changed while serving, by (source, action): ("api", "added"), ("watch", "deleted"), …
+        self.changes: Counter[tuple[str, str]] = Counter()
         if engine is None:
             self._open()
         self._reconcile()
@@ -150,6 +154,10 @@ class EngineHolder:
             self.refresh()
 
     # --- changing the index -------------------------------------------------------------------
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Hold this process's one write (an upload, a deletion, a watched folder's sync)."""
+        return self._writing()
+
     @contextmanager
     def _writing(self) -> Iterator[None]:
         if not self._write.acquire(timeout=live.WAIT_SECONDS):
@@ -169,6 +177,7 @@ class EngineHolder:
             except IndexBusyError as e:
                 raise IndexBusy(str(e)) from None
             self.refresh()
+            self.changes["api", change.action] += 1
         return change
 
     def delete(self, doc_id: str) -> live.Change:
@@ -180,6 +189,7 @@ class EngineHolder:
             except IndexBusyError as e:
                 raise IndexBusy(str(e)) from None
             self.refresh()
+            self.changes["api", change.action] += 1
         return change
 
 

@@ -17,10 +17,13 @@ from starlette.exceptions import HTTPException
 from index.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 from index.uploads import uploaded_ids
 from qa.engine import MAX_QUESTION_CHARS, QuestionError
+from qa.filters import MAX_FOLDER_CHARS, DocFilter, FilterError
 from qa.followup import MAX_PREVIOUS_CHARS, Previous
+from web.auth import caller, keys_required
 from web.changes import applying, refuse_cross_site, upload
 from web.errors import check_doc_id, find_doc
 from web.holder import EngineHolder, Holder
+from web.metrics import metrics_of
 from web.schemas import MAX_PREVIOUS_ANSWER_CHARS, MAX_PREVIOUS_DOC_ID_CHARS
 from web.views import answer_body, doc_segments, render_page, turn_before_next
 
@@ -35,9 +38,15 @@ EXAMPLES = (
 router = APIRouter(include_in_schema=False)
 
 
-def chat(request: Request, holder: EngineHolder, question: str | None, previous: Previous | None = None) -> HTMLResponse:
+# The chat's filter fields (the same names with JavaScript or without): f_doc, f_folder, f_since, f_until.
+FILTER_FIELDS = ("f_doc", "f_folder", "f_since", "f_until")
+
+
+def chat(request: Request, holder: EngineHolder, question: str | None, previous: Previous | None = None,
+         within: dict[str, str] | None = None) -> HTMLResponse:
     # {"question", "answer": the contract and its view, or "error": one line}; chat.js keeps it in its history.
     exchange: dict[str, Any] | None = None
+    within = within or {}
     if question is not None:
         exchange = {"question": question}
         eng = holder.get()
@@ -45,11 +54,20 @@ def chat(request: Request, holder: EngineHolder, question: str | None, previous:
             exchange["error"] = f"{holder.error} Build it with: {holder.build_hint()}"
         else:
             try:
-                exchange["answer"] = answer_body(eng.ask(question, previous=previous))
-            except QuestionError as e:
+                doc_filter = DocFilter.make([within["f_doc"]] if within.get("f_doc") else None,
+                                            within.get("f_folder") or None, within.get("f_since") or None,
+                                            within.get("f_until") or None)
+                ans = eng.ask(question, previous=previous, filter=doc_filter)
+                metrics_of(request).answer(ans)
+                exchange["answer"] = answer_body(ans)
+            except (QuestionError, FilterError) as e:
                 exchange["error"] = str(e)[:1].upper() + str(e)[1:] + "."
+    # The document picker lists the ids (up to 500); with keys, only to a caller that has one.
+    eng = holder.get()
+    shown = eng is not None and len(eng.index.docs) <= 500 and (not keys_required(request) or caller(request))
+    docs = sorted(eng.index.docs) if eng is not None and shown else []
     return render_page(request, "chat.html", examples=EXAMPLES, exchange=exchange, after=turn_before_next(exchange),
-                       accept=",".join(SUPPORTED_SUFFIXES))
+                       accept=",".join(SUPPORTED_SUFFIXES), within=within, doc_ids=docs)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -60,9 +78,14 @@ def index_page(
     after: str | None = Query(None, max_length=MAX_PREVIOUS_CHARS),
     after_doc: str | None = Query(None, max_length=MAX_PREVIOUS_DOC_ID_CHARS),
     after_answer: str | None = Query(None, max_length=MAX_PREVIOUS_ANSWER_CHARS),
+    f_doc: str | None = Query(None, max_length=MAX_FOLDER_CHARS),
+    f_folder: str | None = Query(None, max_length=MAX_FOLDER_CHARS),
+    f_since: str | None = Query(None, max_length=20),
+    f_until: str | None = Query(None, max_length=20),
 ) -> HTMLResponse:
     previous = Previous(after, after_doc or None, after_answer or None) if after else None
-    return chat(request, holder, q, previous)
+    within = {k: v for k, v in zip(FILTER_FIELDS, (f_doc, f_folder, f_since, f_until), strict=True) if v}
+    return chat(request, holder, q, previous, within)
 
 
 @router.post("/")
@@ -71,6 +94,10 @@ def index_post(
     after: str = Form("", max_length=MAX_PREVIOUS_CHARS),
     after_doc: str = Form("", max_length=MAX_PREVIOUS_DOC_ID_CHARS),
     after_answer: str = Form("", max_length=MAX_PREVIOUS_ANSWER_CHARS),
+    f_doc: str = Form("", max_length=MAX_FOLDER_CHARS),
+    f_folder: str = Form("", max_length=MAX_FOLDER_CHARS),
+    f_since: str = Form("", max_length=20),
+    f_until: str = Form("", max_length=20),
 ) -> Response:
     # The form without JavaScript (with JS, chat.js uses the API). Post/redirect/get: the answer
     # page has an address, so a reload shows the answer again instead of asking to resend a form.
@@ -78,6 +105,7 @@ def index_post(
     params = {"q": question}
     if after:
         params |= {k: v for k, v in (("after", after), ("after_doc", after_doc), ("after_answer", after_answer)) if v}
+    params |= {k: v for k, v in zip(FILTER_FIELDS, (f_doc, f_folder, f_since, f_until), strict=True) if v}
     return RedirectResponse("/?" + urlencode(params), status_code=303)
 
 
@@ -90,11 +118,18 @@ def doc_page(
     end: int | None = Query(None, ge=0),
     astart: int | None = Query(None, ge=0),
     aend: int | None = Query(None, ge=0),
+    pick: bool = Query(False),
 ) -> HTMLResponse:
     eng = holder.get()
     if eng is None:
         raise HTTPException(503, f"{holder.error} Build it with: {holder.build_hint()}")
     doc = find_doc(eng, doc_id)
+    if pick:  # feedback: the user picks the sentence that answers (static/doc.js sends it)
+        idx = eng.index
+        offsets = [(int(idx.sent_start[s]), int(idx.sent_end[s])) for s in idx.doc_sentences[doc.doc_id]]
+        return render_page(request, "doc.html", doc=doc, segments=[], picks=pick_segments(doc.text, offsets),
+                           n_sentences=len(offsets), notice=None, has_cite=False, has_answer=False,
+                           has_furniture=False, api_href=f"/api/documents/{quote(doc.doc_id, safe='/')}")
     n = len(doc.text)
     spans: list[tuple[int, int, str]] = []
     notice = None
@@ -121,7 +156,22 @@ def doc_page(
         has_answer=has_answer,
         has_furniture=bool(doc.furniture),
         api_href=f"/api/documents/{quote(doc.doc_id, safe='/')}",
+        picks=None,
     )
+
+
+def pick_segments(text: str, offsets: list[tuple[int, int]]) -> list[tuple[str, tuple[int, int] | None]]:
+    """``text`` cut into its sentences ((piece, (start, end))) and what lies between ((piece, None))."""
+    out: list[tuple[str, tuple[int, int] | None]] = []
+    at = 0
+    for a, b in offsets:
+        if a > at:
+            out.append((text[at:a], None))
+        out.append((text[a:b], (a, b)))
+        at = b
+    if at < len(text):
+        out.append((text[at:], None))
+    return out
 
 
 # The documents page: the list, an upload form and a delete button per document. Plain forms

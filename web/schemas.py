@@ -7,12 +7,13 @@ through it, so the schema it publishes is the one it keeps.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from index.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
 from qa.engine import MAX_K, MAX_QUESTION_CHARS
+from qa.filters import DATE_PATTERN, FOLDER_PATTERN, MAX_FILTER_DOC_IDS, MAX_FOLDER_CHARS, DocFilter, FilterError
 from qa.followup import MAX_PREVIOUS_CHARS, Previous
 
 # Limits of the turn before a follow-up. The question is one the API took; the answer phrase may
@@ -34,6 +35,35 @@ class PreviousTurn(BaseModel):
 
     def to_previous(self) -> Previous:
         return Previous(self.question, self.doc_id, self.answer)
+
+
+class FilterIn(BaseModel):
+    """The documents a question may be answered from (``qa.filters.DocFilter``); every part narrows it."""
+
+    model_config = ConfigDict(strict=True, extra="forbid",
+                              json_schema_extra={"examples": [{"folder": "news", "date_from": "2023-06-01"}]})
+
+    doc_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_PREVIOUS_DOC_ID_CHARS)]] | None = Field(
+        None, min_length=1, max_length=MAX_FILTER_DOC_IDS,
+        description="only these documents (ids as GET /api/documents lists them)")
+    folder: str | None = Field(None, max_length=MAX_FOLDER_CHARS, json_schema_extra={"pattern": FOLDER_PATTERN},
+                               description="only documents under this folder of the corpus (\"news/2023\")")
+    date_from: str | None = Field(None, json_schema_extra={"pattern": DATE_PATTERN},
+                                  description="only documents dated on or after this day, YYYY-MM-DD; a document "
+                                  "without a date never matches a date bound")
+    date_to: str | None = Field(None, json_schema_extra={"pattern": DATE_PATTERN},
+                                description="only documents dated on or before this day, YYYY-MM-DD")
+
+    @model_validator(mode="after")
+    def _applies(self) -> FilterIn:
+        self.to_filter()  # the one rule (qa.filters): a malformed part is a 422 naming it
+        return self
+
+    def to_filter(self) -> DocFilter | None:
+        try:
+            return DocFilter.make(self.doc_ids, self.folder, self.date_from, self.date_to)
+        except FilterError as e:
+            raise ValueError(str(e)) from None
 
 
 QUESTION_PATTERN = r"[^\s\x1c-\x1f]"
@@ -62,6 +92,9 @@ class AskRequest(BaseModel):
     previous: PreviousTurn | None = Field(
         None, description="the turn before, when this question follows up on it; the answer then carries "
         "`resolved_question`, how the follow-up was read")
+    filter: FilterIn | None = Field(
+        None, description="ask within some documents: citations come only from the documents it matches; when it "
+        "matches none, the answer abstains and `answer_note` says so")
 
     @field_validator("k", mode="before")
     @classmethod
@@ -109,6 +142,7 @@ class AnswerView(BaseModel):
     phrase: str | None = Field(description="the answer as shown (both parts of a two-part answer); null when abstaining")
     marks: list[list[tuple[int, int]]] = Field(
         description="per citation, the [start, end] spans of its `sentence` to highlight (sorted, not overlapping)")
+    within: str | None = Field(None, description="the active filter in a few words, when the question had one")
 
 
 class AnswerOut(BaseModel):
@@ -139,7 +173,66 @@ class AnswerOut(BaseModel):
         None, description="both parts of an answer to a question asking for two things (\"who led each side\"); "
         "`answer` is the first")
     latency_ms: float | None = Field(None, description="time the engine took")
+    filter: dict[str, Any] | None = Field(None, description="the filter the question was asked within, as applied")
+    generation: str | None = Field(None, description="the index generation that answered (send it back with feedback)")
     view: AnswerView
+
+
+class SentenceRef(BaseModel):
+    """A sentence by its document offsets (a citation's ``doc_id``, ``start``, ``end``)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    doc_id: str = Field(min_length=1, max_length=MAX_PREVIOUS_DOC_ID_CHARS)
+    start: int = Field(ge=0, le=2**31)
+    end: int = Field(ge=1, le=2**31)
+
+
+class CitationSeen(BaseModel):
+    """A citation of the answer judged (the other fields of a citation may come along; they are not kept)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    doc_id: str = Field(max_length=MAX_PREVIOUS_DOC_ID_CHARS)
+    start: int
+    end: int
+    sentence: str = Field(max_length=20_000)
+
+
+class AnswerSeen(BaseModel):
+    """The answer judged, as POST /api/ask returned it (other fields are accepted and not kept)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    answer: str | None = Field(None, max_length=MAX_PREVIOUS_ANSWER_CHARS)
+    abstained: bool
+    confidence: float | None = None
+    citations: list[CitationSeen] = Field(default_factory=list, max_length=MAX_K)
+    generation: str | None = Field(None, max_length=100, description="the index generation it was given on")
+
+
+class FeedbackIn(BaseModel):
+    """A verdict on an answer: right, or wrong with the sentence that does answer (or none)."""
+
+    model_config = ConfigDict(strict=True, json_schema_extra={"examples": [
+        {"question": "when were direct AZAL flights announced", "verdict": "wrong",
+         "correct": {"doc_id": "003_fdf2c5db0e68fe77.txt", "start": 556, "end": 768}},
+        {"question": "Who won the 2022 FIFA World Cup?", "verdict": "wrong", "correct": None},
+    ]})
+
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, pattern=QUESTION_PATTERN)
+    verdict: Literal["right", "wrong"]
+    correct: SentenceRef | None = Field(
+        None, description='for "wrong": the sentence that answers (a cited one, or one of the document view); '
+        "null: the documents do not answer the question")
+    answer: AnswerSeen | None = Field(None, description="the answer judged, as POST /api/ask returned it")
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    verdict: Literal["right", "wrong"]
+    generation: str = Field(description="the index generation the answer was given on")
+    message: str
 
 
 class DocumentSummary(BaseModel):
@@ -178,6 +271,24 @@ class ChangeOut(BaseModel):
     seconds: float = Field(description="time taken to apply the change")
 
 
+class SkippedFile(BaseModel):
+    path: str
+    reason: str
+
+
+class WatchOut(BaseModel):
+    """The watched folder: its last sync and the files it could not index."""
+
+    folder: str
+    settle_seconds: float
+    last_sync: str | None = Field(description="when the folder was last read into the index (UTC, ISO 8601)")
+    last_change: str | None = Field(description="when a sync last changed the index")
+    last_result: str | None = Field(description="what the last sync did, in one line")
+    syncs: int
+    skipped: list[SkippedFile] = Field(description="files of the folder the last sync could not index, with the reason")
+    error: str | None = Field(description="why the last attempt failed (the index is unchanged), or null")
+
+
 class Health(BaseModel):
     status: str = Field(description='"ok", or "no_index" (the page says how to build one)')
     index_loaded: bool
@@ -187,6 +298,7 @@ class Health(BaseModel):
     model: str | None
     generation: str | None = Field(None, description="the index generation being served (changes with every update)")
     detail: str | None = None
+    watch: WatchOut | None = Field(None, description="the watched folder (qa serve --watch), when there is one")
 
 
 class ErrorOut(BaseModel):

@@ -144,6 +144,7 @@ def render_page(request: Request, name: str, status: int = 200, **ctx: Any) -> H
         "index_error": None if eng else holder.error,
         "build_hint": holder.build_hint(),
         "n_docs": len(eng.index.docs) if eng else 0,
+        "keys_required": getattr(request.app.state, "keys", None) is not None,
     }
     html = TEMPLATES.get_template(name).render(**base, **ctx)
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)

@@ -20,6 +20,15 @@ size. Every change the server acknowledged (2xx) is remembered. At the end:
 An answer phrase that is not the person (the answer step picked the date of the same sentence) is
 counted apart: the document was found in its last version, so nothing was lost.
 
+With ``--team`` (issue 14) the server is run as a team would run it: with keys (questions,
+feedback and metrics with a read key, changes with a write key; a read key trying to delete and
+a request without a key must get 403 and 401), filters on a share of the questions (every
+citation must come from the filter's documents; a filter matching nothing must abstain without
+citations), feedback on a share of the answers (201), ``/metrics`` scraped and parsed, and a
+watched folder (a copy of the demo corpus) changing under it: files written, rewritten and
+deleted at a steady interval, each of which must be listed (or gone) and found by its question
+in its last version at the end.
+
 Prints figures; the exit code is 1 when a request failed with 5xx, or a document was lost.
 """
 
@@ -35,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from eval.bench.load import GOLD, gold_questions
@@ -85,17 +94,41 @@ class SoakResult:
     change_p99_ms: float
     statuses: dict[str, int]
     first_errors: list[str]
+    # --team only
+    filtered_questions: int = 0
+    filter_violations: list[str] = field(default_factory=list)  # a citation outside its filter, or no abstention
+    feedback: int = 0
+    auth_probes: int = 0  # a read key deleting (403) and no key (401), as expected
+    metrics_scrapes: int = 0
+    folder_writes: int = 0
+    folder_rewrites: int = 0
+    folder_deletes: int = 0
+    folder_files_at_end: int = 0
 
     @property
     def ok(self) -> bool:
         return not (self.server_errors or self.unexpected or self.transport_errors or self.lost or self.resurrected
-                    or self.wrong_version)
+                    or self.wrong_version or self.filter_violations)
+
+
+@dataclass(frozen=True)
+class Team:
+    """How --team runs the server: its keys and the folder it watches."""
+
+    read_key: str
+    write_key: str
+    folder: Path  # watched; its synthetic files live in folder / WATCHED
+    settle: float = 1.0
+
+
+WATCHED = "watched"  # the subfolder of the watched corpus the soak writes into
+FOLDER_IDS = range(50, 100)  # synthetic documents of the folder; uploads use 0-49 (their ids never meet)
 
 
 # --- the load --------------------------------------------------------------------------------------
 class Soak:
     def __init__(self, url: str, pid: int, questions: list[str], *, ask_rate: float, change_every: float,
-                 max_uploads: int, clients: int, seed: int) -> None:
+                 max_uploads: int, clients: int, seed: int, team: Team | None = None) -> None:
         self.url = url.rstrip("/")
         self.pid = pid
         self.questions = questions
@@ -111,18 +144,52 @@ class Soak:
         self.counts = Counter()
         self.transport_errors = 0
         self.rss: list[float] = []
+        self.team = team
+        self.upload_ids = 50 if team else 100
+        self.read = {"Authorization": f"Bearer {team.read_key}"} if team else {}
+        self.write = {"Authorization": f"Bearer {team.write_key}"} if team else {}
+        self.filter_violations: list[str] = []
+        self.folder: dict[str, SyntheticDoc] = {}  # the watched folder's synthetic files: doc_id -> last version
+        self.folder_deleted: set[str] = set()
+        self.last_folder_change = 0.0
 
-    async def _ask(self, http, question: str) -> dict | None:
+    async def _ask(self, http, question: str, flt: dict | None = None) -> dict | None:
         t0 = time.perf_counter()
+        body: dict = {"question": question} if flt is None else {"question": question, "filter": flt}
         try:
-            r = await http.post(self.url + "/api/ask", json={"question": question})
+            r = await http.post(self.url + "/api/ask", json=body, headers=self.read)
         except Exception as e:  # noqa: BLE001 - counted, then the soak goes on
             self.transport_errors += 1
             self.tally.errors.append(f"ask: {type(e).__name__}: {e}"[:160])
             return None
         self.tally.add("ask", r.status_code, time.perf_counter() - t0, (200,), r.text)
         self.counts["questions"] += 1
-        return r.json() if r.status_code == 200 else None
+        ans = r.json() if r.status_code == 200 else None
+        if ans is not None and flt is not None:
+            self.counts["filtered"] += 1
+            cited = {c["doc_id"] for c in ans["citations"]}
+            if "doc_ids" in flt and not cited <= set(flt["doc_ids"]) and len(self.filter_violations) < 20:
+                self.filter_violations.append(f"{question!r} within {flt}: cited {sorted(cited)}")
+            if flt.get("date_from") == "2030-01-01" and (cited or not ans["abstained"]):
+                self.filter_violations.append(f"{question!r} within {flt}: answered from {sorted(cited)}")
+        return ans
+
+    async def _feedback(self, http, ans: dict) -> None:
+        r = await self._change(http, "POST", "/api/feedback", "feedback", (201,), headers=self.read, json={
+            "question": ans["question"], "verdict": "right" if not ans["abstained"] else "wrong", "answer": ans})
+        if r is not None and r.status_code == 201:
+            self.counts["feedback"] += 1
+
+    async def _team_question(self, http, i: int) -> None:
+        """--team: a question within a filter, now and then feedback on an answer."""
+        if i % 8 == 3:  # a filter no document matches: abstains, cites nothing
+            ans = await self._ask(http, self.questions[i % len(self.questions)], {"date_from": "2030-01-01"})
+        else:  # within one document (an upload, or a file of the watched folder)
+            pool = list(self.live.values()) + list(self.folder.values())
+            doc = self.rng.choice(pool) if pool else synthetic_doc(0)
+            ans = await self._ask(http, doc.question, {"doc_ids": [doc.doc_id]})
+        if ans is not None and i % 3 == 0:
+            await self._feedback(http, ans)
 
     async def asker(self, http, stop_at: float, index: int) -> None:
         every = self.clients / self.ask_rate
@@ -134,7 +201,9 @@ class Soak:
             if time.perf_counter() >= stop_at:
                 return
             i += 1
-            if self.live and i % 2:
+            if self.team is not None and i % 4 == 1:
+                await self._team_question(http, i)
+            elif self.live and i % 2:
                 doc = self.rng.choice(list(self.live.values()))
                 await self._ask(http, doc.question)
             else:
@@ -153,14 +222,14 @@ class Soak:
 
     async def upload(self, http, doc: SyntheticDoc, kind: str) -> None:
         files = {"file": (doc.doc_id, doc.text.encode(), "text/plain")}
-        r = await self._change(http, "POST", "/api/documents", kind, (200, 201), files=files)
+        r = await self._change(http, "POST", "/api/documents", kind, (200, 201), files=files, headers=self.write)
         if r is not None and r.status_code in (200, 201):
             self.live[doc.doc_id] = doc
             self.deleted.discard(doc.doc_id)
             self.counts[kind] += 1
 
     async def delete(self, http, doc_id: str) -> None:
-        r = await self._change(http, "DELETE", f"/api/documents/{doc_id}", "delete", (200,))
+        r = await self._change(http, "DELETE", f"/api/documents/{doc_id}", "delete", (200,), headers=self.write)
         if r is not None and r.status_code == 200:
             self.live.pop(doc_id, None)
             self.deleted.add(doc_id)
@@ -175,7 +244,12 @@ class Soak:
             if time.perf_counter() >= stop_at:
                 return
             roll = self.rng.random()
-            if len(self.live) >= self.max_uploads or (self.live and roll < 0.25):
+            if self.team is not None and roll < 0.1:  # what a read key and no key may not do
+                gold = self.rng.choice(["000_78aafc7d975cfdef.txt", "003_fdf2c5db0e68fe77.txt"])
+                r1 = await self._change(http, "DELETE", f"/api/documents/{gold}", "forbidden", (403,), headers=self.read)
+                r2 = await self._change(http, "POST", "/api/ask", "unauthorized", (401,), json={"question": "who?"})
+                self.counts["auth_probes"] += sum(1 for r in (r1, r2) if r is not None and r.status_code in (401, 403))
+            elif len(self.live) >= self.max_uploads or (self.live and roll < 0.25):
                 await self.delete(http, self.rng.choice(sorted(self.live)))
             elif self.live and roll < 0.5:
                 doc_id = self.rng.choice(sorted(self.live))
@@ -184,27 +258,84 @@ class Soak:
                 await self.upload(http, synthetic_doc(n, versions[n]), "replace")
             else:
                 n = self.next_n
-                self.next_n = (self.next_n + 1) % 100  # places repeat after 100: ids are reused, as users do
+                self.next_n = (self.next_n + 1) % self.upload_ids  # places repeat after 100: ids are reused, as users do
                 while synthetic_doc(n).doc_id in self.live:
                     n = self.next_n
-                    self.next_n = (self.next_n + 1) % 100
+                    self.next_n = (self.next_n + 1) % self.upload_ids
                 versions[n] += 1
                 await self.upload(http, synthetic_doc(n, versions[n]), "upload")
 
-    async def sampler(self, stop_at: float) -> None:
+    def _folder_doc(self, n: int, version: int) -> SyntheticDoc:
+        doc = synthetic_doc(n, version)
+        return replace(doc, doc_id=f"{WATCHED}/{doc.doc_id}")
+
+    async def folder_writer(self, stop_at: float) -> None:
+        """--team: write, rewrite and delete files of the watched folder, as a user's sync tool would
+        (written in place, not renamed into place: the server's settle delay must cope)."""
+        assert self.team is not None
+        base = self.team.folder
+        (base / WATCHED).mkdir(exist_ok=True)
+        versions: Counter = Counter()
+        next_at = time.perf_counter()
+        every = self.change_every * 1.5
+        while True:
+            next_at += every
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            if time.perf_counter() >= stop_at:
+                return
+            roll = self.rng.random()
+            free = [n for n in FOLDER_IDS if self._folder_doc(n, 0).doc_id not in self.folder]
+            if self.folder and (roll < 0.3 or len(self.folder) >= self.max_uploads or not free):
+                doc_id = self.rng.choice(sorted(self.folder))
+                (base / doc_id).unlink()
+                del self.folder[doc_id]
+                self.folder_deleted.add(doc_id)
+                self.counts["folder_delete"] += 1
+            else:
+                if self.folder and roll < 0.6:
+                    n = int(self.rng.choice(sorted(self.folder)).split("-")[1].split(".")[0])
+                    kind = "folder_rewrite"
+                else:
+                    n = self.rng.choice(free)
+                    kind = "folder_write"
+                versions[n] += 1
+                doc = self._folder_doc(n, versions[n])
+                (base / doc.doc_id).write_text(doc.text)
+                self.folder[doc.doc_id] = doc
+                self.folder_deleted.discard(doc.doc_id)
+                self.counts[kind] += 1
+            self.last_folder_change = time.perf_counter()
+
+    async def sampler(self, stop_at: float, http=None) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
         while time.perf_counter() < stop_at:
             self.rss.append(round(memory_mb(self.pid)[0], 1))
+            if self.team is not None and http is not None:  # monitoring scrapes, with a read key
+                r = await self._change(http, "GET", "/metrics", "metrics", (200,), headers=self.read)
+                if r is not None and r.status_code == 200:
+                    list(text_string_to_metric_families(r.text))  # parses, or the soak fails loudly
+                    self.counts["metrics"] += 1
             await asyncio.sleep(min(10.0, max(1.0, (stop_at - time.perf_counter()) / 10)))
 
     async def verify(self, http) -> tuple[list[str], list[str], list[str], list[str]]:
         """After the load: every acknowledged upload listed and found by its question in its last
         version; no acknowledged deletion listed."""
-        r = await http.get(self.url + "/api/documents")
+        if self.team is not None:  # the folder's last change: applied within the settle delay and a sync
+            wait_until = self.last_folder_change + self.team.settle + 10.0
+            while time.perf_counter() < wait_until:
+                r = await http.get(self.url + "/api/documents", headers=self.read)
+                listed = {d["doc_id"] for d in r.json()} if r.status_code == 200 else set()
+                if set(self.folder) <= listed and not self.folder_deleted & listed:
+                    break
+                await asyncio.sleep(0.5)
+        r = await http.get(self.url + "/api/documents", headers=self.read)
         listed = {d["doc_id"] for d in r.json()} if r.status_code == 200 else set()
-        lost = sorted(d for d in self.live if d not in listed)
-        resurrected = sorted(d for d in self.deleted if d in listed)
+        everything = {**self.live, **self.folder}
+        lost = sorted(d for d in everything if d not in listed)
+        resurrected = sorted(d for d in self.deleted | self.folder_deleted if d in listed and d not in everything)
         wrong, off = [], []
-        for doc in sorted(self.live.values(), key=lambda d: d.doc_id):
+        for doc in sorted(everything.values(), key=lambda d: d.doc_id):
             if doc.doc_id in listed:
                 ans = await self._ask(http, doc.question)
                 got = "no answer" if ans is None else (
@@ -233,7 +364,8 @@ class Soak:
             rss_start = memory_mb(self.pid)[0]
             t0 = time.perf_counter()
             stop_at = t0 + seconds
-            await asyncio.gather(self.writer(http, stop_at), self.sampler(stop_at),
+            extra = [self.folder_writer(stop_at)] if self.team is not None else []
+            await asyncio.gather(self.writer(http, stop_at), self.sampler(stop_at, http), *extra,
                                  *(self.asker(http, stop_at, i) for i in range(self.clients)))
             elapsed = time.perf_counter() - t0
             rss_end, peak = memory_mb(self.pid)
@@ -242,7 +374,8 @@ class Soak:
         ask_ms = [x * 1000 for x in t.latencies.get("ask", [])]
         change_ms = [x * 1000 for k in ("upload", "replace", "delete") for x in t.latencies.get(k, [])]
         server_errors = sum(v for k, v in t.statuses.items() if k.split()[1].startswith("5"))
-        expected = {"ask": {"200"}, "upload": {"200", "201"}, "replace": {"200", "201"}, "delete": {"200"}}
+        expected = {"ask": {"200"}, "upload": {"200", "201"}, "replace": {"200", "201"}, "delete": {"200"},
+                    "feedback": {"201"}, "forbidden": {"403"}, "unauthorized": {"401"}, "metrics": {"200"}}
         unexpected = sum(v for k, v in t.statuses.items()
                          if not k.split()[1].startswith("5") and k.split()[1] not in expected[k.split()[0]])
         return SoakResult(
@@ -256,6 +389,11 @@ class Soak:
             ask_p50_ms=round(percentile(ask_ms, 50), 1), ask_p99_ms=round(percentile(ask_ms, 99), 1),
             change_p50_ms=round(percentile(change_ms, 50), 1), change_p99_ms=round(percentile(change_ms, 99), 1),
             statuses=dict(sorted(t.statuses.items())), first_errors=t.errors[:5],
+            filtered_questions=self.counts["filtered"], filter_violations=self.filter_violations,
+            feedback=self.counts["feedback"], auth_probes=self.counts["auth_probes"],
+            metrics_scrapes=self.counts["metrics"], folder_writes=self.counts["folder_write"],
+            folder_rewrites=self.counts["folder_rewrite"], folder_deletes=self.counts["folder_delete"],
+            folder_files_at_end=len(self.folder),
         )
 
 
@@ -278,12 +416,31 @@ def report(res: SoakResult, args: argparse.Namespace) -> str:
         f"{res.rss_end_mb - res.rss_half_mb:+.0f} MB over the second half)",
         f"  verdict         {'ok' if res.ok else 'FAILED'}",
     ]
+    if args.team:
+        lines[-1:-1] = [
+            f"  team            {res.filtered_questions} questions within a filter ({len(res.filter_violations)} "
+            f"citations outside it) · {res.feedback} feedback verdicts · {res.auth_probes} refused as they should "
+            f"be (401/403) · {res.metrics_scrapes} /metrics scrapes",
+            f"  watched folder  {res.folder_writes} files written · {res.folder_rewrites} rewritten · "
+            f"{res.folder_deletes} deleted ({res.folder_files_at_end} at the end, each checked like an upload)",
+        ]
     if res.first_errors:
         lines.append("  first errors    " + "; ".join(res.first_errors))
-    for name in ("lost", "resurrected", "wrong_version", "answer_phrase_off"):
+    for name in ("lost", "resurrected", "wrong_version", "answer_phrase_off", "filter_violations"):
         if getattr(res, name):
             lines.append(f"  {name:15s} {', '.join(getattr(res, name)[:10])}")
     return "\n".join(lines)
+
+
+def make_team(tmp: Path) -> tuple[Team, list[str]]:
+    """A keys file with a read and a write key, and a copy of the demo corpus to watch."""
+    from eval.server import CORPUS
+    from web.keys import add_key
+
+    keys = tmp / "team.keys"
+    team = Team(add_key(keys, "soak-reader", "read"), add_key(keys, "soak-writer", "write"), tmp / "corpus")
+    shutil.copytree(CORPUS, team.folder)
+    return team, ["--keys", str(keys), "--watch", str(team.folder), "--settle", str(team.settle)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -302,14 +459,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gold", type=Path, default=GOLD, help="questions to ask besides the uploads' own")
     ap.add_argument("--smoke", action="store_true", help="a quick run (CI): 20 s, a change every second")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    ap.add_argument("--team", action="store_true", help="serve with keys and a watched folder; ask within filters, "
+                    "give feedback, scrape /metrics (the demo corpus; not with --index)")
     args = ap.parse_args(argv)
     if args.smoke:
         args.duration, args.warmup, args.change_every, args.ask_rate, args.max_uploads = 20.0, 1.0, 1.0, 6.0, 6
     if args.duration <= 0 or args.ask_rate <= 0 or args.change_every <= 0 or args.clients < 1 or not 1 <= args.max_uploads <= 90:
         ap.error("--duration, --ask-rate and --change-every must be positive; --clients at least 1; --max-uploads 1 to 90")
+    if args.team and args.index is not None:
+        ap.error("--team watches a copy of the demo corpus, which the index must mirror: leave out --index")
     qs = gold_questions(args.gold)
     with tempfile.TemporaryDirectory(prefix="citeqa-soak-") as tmp:
         index_dir = Path(tmp) / "index"
+        team, extra = None, []
+        if args.team:
+            team, extra = make_team(Path(tmp))
         if args.index is not None:  # the soak writes: never into the user's own index
             if not (args.index / "CURRENT").is_file():
                 print(f"eval.bench.soak: no index at {args.index}", file=sys.stderr)
@@ -318,13 +482,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             build_demo_index(index_dir)
         try:
-            server = start_server(index_dir, log=Path(tmp) / "serve.log")
+            server = start_server(index_dir, log=Path(tmp) / "serve.log", extra=extra)
         except RuntimeError as e:
             print(f"eval.bench.soak: {e}", file=sys.stderr)
             return 1
         try:
             soak = Soak(server.url, server.proc.pid, qs, ask_rate=args.ask_rate, change_every=args.change_every,
-                        max_uploads=args.max_uploads, clients=args.clients, seed=args.seed)
+                        max_uploads=args.max_uploads, clients=args.clients, seed=args.seed, team=team)
             res = asyncio.run(soak.run(args.duration, args.warmup))
         finally:
             stop_server(server)

@@ -40,6 +40,85 @@
   }
   let history = load();
 
+  // --- the API key, when the server needs one (web/auth.py) ------------------------------------
+  // Asked once per browser session: kept in sessionStorage (gone when the tab's session ends) and
+  // sent as `Authorization: Bearer …` with every API call. POST /api/session checks it and sets the
+  // session cookie the pages (a citation's document view, Documents) are opened with.
+  const KEY_STORE = "citeqa.key";
+  const needsKey = document.body.dataset.keys === "required";
+  const keyForm = document.getElementById("key-form");
+  const keyInput = document.getElementById("key-input");
+  const keyError = document.getElementById("key-error");
+  const signedIn = document.getElementById("signed-in");
+  function storedKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORE);
+    } catch (_) {
+      return null;
+    }
+  }
+  let apiKey = needsKey ? storedKey() : null;
+  let keyScope = needsKey ? null : "write";
+  function authHeaders(headers) {
+    return apiKey ? Object.assign({}, headers, { authorization: `Bearer ${apiKey}` }) : headers;
+  }
+  function askForKey(message) {
+    apiKey = null;
+    keyScope = null;
+    try {
+      sessionStorage.removeItem(KEY_STORE);
+    } catch (_) {
+      /* nothing kept */
+    }
+    if (signedIn) signedIn.hidden = true;
+    if (keyForm) {
+      keyForm.hidden = false;
+      keyError.hidden = !message;
+      keyError.textContent = message || "";
+      keyInput.focus();
+    }
+    showUpload();
+  }
+  async function useKey(key, quiet) {
+    let res;
+    try {
+      res = await fetch("/api/session", { method: "POST", headers: { authorization: `Bearer ${key}`, accept: "application/json" } });
+    } catch (_) {
+      if (!quiet) askForKey("Could not reach the citeqa server. Is it still running?");
+      return false;
+    }
+    if (!res.ok) {
+      askForKey(quiet ? "" : res.status === 401 ? "That key is not valid; check it and try again." : `The server said ${res.status}.`);
+      return false;
+    }
+    const body = await res.json();
+    apiKey = key;
+    keyScope = body.scope;
+    try {
+      sessionStorage.setItem(KEY_STORE, key);
+    } catch (_) {
+      /* kept for this page only */
+    }
+    if (keyForm) keyForm.hidden = true;
+    if (signedIn) {
+      signedIn.textContent = `${body.name} (${body.scope})`;
+      signedIn.hidden = false;
+    }
+    showUpload();
+    return true;
+  }
+  if (keyForm) {
+    keyForm.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const key = keyInput.value.trim();
+      if (!key) return;
+      if (await useKey(key, false)) {
+        keyInput.value = "";
+        input.focus();
+      }
+    });
+  }
+
   // --- helpers (mirror web/views.py) ----------------------------------------------------------
   function el(tag, cls, text) {
     const e = document.createElement(tag);
@@ -110,11 +189,18 @@
 
   function renderAnswer(a) {
     const box = el("div", `msg bot ${a.abstained ? "abstained" : "answered"}`);
+    const within = a.view && typeof a.view.within === "string" && a.view.within ? a.view.within : null;
+    if (within) box.append(el("p", "within-note", `Within: ${within}`));
     if (a.abstained) {
       box.append(el("p", "verdict abstain", "The documents don't say."));
-      const note = el("p", "note", `Nothing in the indexed documents answers this question (confidence ${a.confidence.toFixed(2)}). The nearest passages are below — `);
-      note.append(el("strong", null, "they are not an answer"), ".");
-      box.append(note);
+      if (typeof a.answer_note === "string" && a.answer_note) {
+        box.append(el("p", "note answer-note", `${a.answer_note.charAt(0).toUpperCase()}${a.answer_note.slice(1)}.`));
+      }
+      if (a.citations && a.citations.length) {
+        const note = el("p", "note", `Nothing in ${within ? "these" : "the indexed"} documents answers this question (confidence ${a.confidence.toFixed(2)}). The nearest passages are below — `);
+        note.append(el("strong", null, "they are not an answer"), ".");
+        box.append(note);
+      }
     } else {
       const verdict = el("p", "verdict");
       const lv = a.view.level;
@@ -177,6 +263,7 @@
     }
     if (item.answer) {
       wrap.append(renderAnswer(item.answer));
+      wrap.append(renderFeedback(item));
     } else {
       const err = el("div", "msg bot error");
       err.setAttribute("role", "alert");
@@ -184,6 +271,107 @@
       wrap.append(err);
     }
     return wrap;
+  }
+
+  // --- feedback: right / wrong under each answer (POST /api/feedback) ---------------------------
+  // "Wrong" asks which cited sentence answers instead, or whether the documents don't answer it.
+  let feedbackForms = 0;
+  function feedbackThanks(fb) {
+    if (fb.verdict === "right") return "Thanks — marked right.";
+    return fb.correct ? "Thanks — marked wrong, with the sentence that answers." : "Thanks — marked wrong: the documents don't answer it.";
+  }
+  async function sendFeedback(item, bar, verdict, correct) {
+    const status = bar.querySelector(".feedback-status") || bar.appendChild(el("p", "feedback-status"));
+    status.textContent = "Sending…";
+    let res;
+    let body = null;
+    try {
+      res = await fetch("/api/feedback", {
+        method: "POST",
+        headers: authHeaders({ "content-type": "application/json", accept: "application/json" }),
+        body: JSON.stringify({ question: item.question, verdict, correct, answer: item.answer }),
+      });
+      try {
+        body = await res.json();
+      } catch (_) {
+        body = null;
+      }
+    } catch (_) {
+      status.textContent = "Could not reach the citeqa server. Is it still running?";
+      return;
+    }
+    if (res.status === 201) {
+      item.feedback = { verdict, correct };
+      save();
+      bar.replaceWith(renderFeedback(item));
+    } else {
+      if (res.status === 401 && needsKey) askForKey("Your key was not accepted; enter it again.");
+      status.textContent = `Could not record it: ${body && typeof body.detail === "string" ? body.detail : res.status}`;
+    }
+  }
+  function renderFeedback(item) {
+    const bar = el("div", "feedback");
+    if (item.feedback) {
+      bar.append(el("p", "feedback-done", feedbackThanks(item.feedback)));
+      return bar;
+    }
+    bar.append(el("span", "feedback-label", "Was this right?"));
+    const right = el("button", "feedback-right linkish", "Right");
+    const wrong = el("button", "feedback-wrong linkish", "Wrong");
+    right.type = wrong.type = "button";
+    right.addEventListener("click", () => sendFeedback(item, bar, "right", null));
+    wrong.addEventListener("click", () => {
+      if (bar.querySelector(".feedback-choose")) return;
+      const name = `fb-${++feedbackForms}`;
+      const form = el("form", "feedback-choose");
+      const set = el("fieldset");
+      set.append(el("legend", null, "Which sentence answers it?"));
+      (item.answer.citations || []).forEach((c, i) => {
+        const label = el("label", "feedback-option");
+        const radio = el("input");
+        radio.type = "radio";
+        radio.name = name;
+        radio.value = String(i);
+        label.append(radio, ` [${i + 1}] ${c.sentence}`);
+        set.append(label);
+      });
+      const none = el("label", "feedback-option feedback-none");
+      const radio = el("input");
+      radio.type = "radio";
+      radio.name = name;
+      radio.value = "none";
+      none.append(radio, " The documents don't answer it");
+      set.append(none);
+      const send = el("button", "feedback-send", "Send");
+      send.type = "submit";
+      // Or another sentence of a cited document: picked in the document view (static/doc.js).
+      const elsewhere = el("p", "feedback-elsewhere", "Or pick the sentence in the document: ");
+      const docs = [...new Map((item.answer.citations || []).map((c) => [c.doc_id, c])).values()];
+      docs.forEach((c, i) => {
+        const link = el("a", "feedback-pick", c.title || c.doc_id);
+        link.href = `/doc/${c.doc_id.split("/").map(encodeURIComponent).join("/")}?pick=1`;
+        link.addEventListener("click", () => {
+          try {
+            sessionStorage.setItem("citeqa.pick", JSON.stringify({ question: item.question, answer: item.answer, at: history.indexOf(item) }));
+          } catch (_) {
+            /* the document view says how to come back */
+          }
+        });
+        if (i) elsewhere.append(" · ");
+        elsewhere.append(link);
+      });
+      form.append(set, send, elsewhere);
+      form.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        const picked = form.querySelector(`input[name="${name}"]:checked`);
+        if (!picked) return;
+        const c = picked.value === "none" ? null : item.answer.citations[Number(picked.value)];
+        sendFeedback(item, bar, "wrong", c ? { doc_id: c.doc_id, start: c.start, end: c.end } : null);
+      });
+      bar.append(form);
+    });
+    bar.append(right, wrong);
+    return bar;
   }
 
   function showWelcome(show) {
@@ -216,6 +404,40 @@
     return { question: last.question, doc_id: docId, answer };
   }
 
+  // --- asking within some documents --------------------------------------------------------
+  // The filter fields (templates/chat.html) as POST /api/ask's `filter`; null when all are empty.
+  const FILTER_FIELDS = [["f-doc", "doc_ids"], ["f-folder", "folder"], ["f-since", "date_from"], ["f-until", "date_to"]];
+  const withinSummary = document.getElementById("within-summary");
+  const withinClear = document.getElementById("within-clear");
+  function currentFilter() {
+    const f = {};
+    for (const [id, name] of FILTER_FIELDS) {
+      const input = document.getElementById(id);
+      const v = input ? input.value.trim() : "";
+      if (v) f[name] = name === "doc_ids" ? [v] : v;
+    }
+    return Object.keys(f).length ? f : null;
+  }
+  function showFilter() {
+    const f = currentFilter();
+    if (withinSummary) withinSummary.textContent = f ? "(filter on)" : "all documents";
+    if (withinClear) withinClear.hidden = !f;
+  }
+  for (const [id] of FILTER_FIELDS) {
+    const input = document.getElementById(id);
+    if (input) input.addEventListener("input", showFilter);
+  }
+  if (withinClear) {
+    withinClear.addEventListener("click", () => {
+      for (const [id] of FILTER_FIELDS) {
+        const input = document.getElementById(id);
+        if (input) input.value = "";
+      }
+      showFilter();
+    });
+  }
+  showFilter();
+
   let busy = false;
   function setBusy(on) {
     busy = on;
@@ -227,7 +449,13 @@
 
   async function ask(question) {
     if (busy || !question.trim()) return;
+    if (needsKey && !apiKey) {
+      askForKey("Enter your API key first.");
+      input.value = question;
+      return;
+    }
     const previous = previousTurn();
+    const filter = currentFilter();
     setBusy(true);
     showWelcome(false);
     const wrap = el("div", "exchange");
@@ -243,8 +471,8 @@
     try {
       const res = await fetch("/api/ask", {
         method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json" },
-        body: JSON.stringify(previous ? { question, previous } : { question }),
+        headers: authHeaders({ "content-type": "application/json", accept: "application/json" }),
+        body: JSON.stringify(Object.assign({ question }, previous ? { previous } : {}, filter ? { filter } : {})),
       });
       let body = null;
       try {
@@ -254,6 +482,9 @@
       }
       if (res.ok && body) {
         item = { question, answer: body };
+      } else if (res.status === 401 && needsKey) {
+        askForKey("Your key was not accepted; enter it again.");
+        item = { question, error: "Could not answer: this server needs a valid API key." };
       } else {
         const why = body && typeof body.detail === "string" ? body.detail : `${res.status} ${res.statusText}`;
         item = { question, error: `Could not answer: ${why}` };
@@ -333,7 +564,7 @@
     const data = new FormData();
     data.append("file", file, file.name);
     try {
-      const res = await fetch("/api/documents", { method: "POST", body: data, headers: { accept: "application/json" } });
+      const res = await fetch("/api/documents", { method: "POST", body: data, headers: authHeaders({ accept: "application/json" }) });
       let body = null;
       try {
         body = await res.json();
@@ -353,8 +584,12 @@
       uploadBtn.disabled = false;
     }
   }
+  // A read key cannot upload: the + button is shown for a write key (or a server without keys).
+  function showUpload() {
+    if (uploadBtn && uploadFile && uploadStatus && !input.disabled) uploadBtn.hidden = keyScope !== "write";
+  }
   if (uploadBtn && uploadFile && uploadStatus && !input.disabled) {
-    uploadBtn.hidden = false;
+    showUpload();
     uploadBtn.addEventListener("click", () => uploadFile.click());
     uploadFile.addEventListener("change", () => {
       const file = uploadFile.files && uploadFile.files[0];
@@ -382,6 +617,10 @@
   const serverExchange = document.getElementById("server-exchange");
   if (serverExchange) serverExchange.remove();
   renderAll();
+  if (needsKey) {
+    if (apiKey) useKey(apiKey, true);
+    else askForKey("");
+  }
   if (input.value) autosize(); // a question the server handed back after an error
   // Focus the box on desktops; on phones it would pop the keyboard over the page.
   if (!input.disabled && !window.matchMedia("(pointer: coarse)").matches) input.focus();
