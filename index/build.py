@@ -337,7 +337,7 @@ def write_generation(
         report.timings["annotate (spaCy, incl. load)"] = time.perf_counter() - t
         dim = encoder.dim
     else:
-        dim = old.sent_vecs.shape[1] if old is not None else 384
+        dim = old.sentence_vectors.dim if old is not None else 384
         new_sent_vecs = np.zeros((0, dim), np.float32)
         new_pass_vecs = np.zeros((0, dim), np.float32)
         new_mentions = []
@@ -391,10 +391,10 @@ def write_generation(
                 )
                 w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
                 w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
-                sent_vec_parts.append(old.sent_vecs[old_sids])
+                sent_vec_parts.append(old.sentence_vectors.vectors(slice(old_sids.start, old_sids.stop)))
                 assert old_tokens is not None  # made with `old`, which is not None here
                 token_parts.extend(old_tokens.quantized(o) for o in old_sids)
-                pass_vec_parts.append(old.pass_vecs[old_pids])
+                pass_vec_parts.append(old.passage_vectors.vectors(slice(old_pids.start, old_pids.stop)))
                 if len(old_sids):
                     sent_terms.add_from(old.sentence_bm25, old_sids[0], old_sids[-1])
                     mention_terms.add_from(old.mention_terms, int(old.mention_bounds[old_sids[0]]),
@@ -439,10 +439,10 @@ def write_generation(
         w.set_meta("documents", str(len(docs)))
         sent_vecs = np.concatenate(sent_vec_parts) if sent_vec_parts else np.zeros((0, dim), np.float32)
         pass_vecs = np.concatenate(pass_vec_parts) if pass_vec_parts else np.zeros((0, dim), np.float32)
-        w.save_vectors("sentences", sent_vecs, old.sent_faiss if old is not None else None)
+        w.save_vectors("sentences", sent_vecs, old.sentence_vectors if old is not None else None)
         w.save_tokens(*pack(token_parts))
         w.set_meta("tokens", PROJECTION_VERSION)
-        w.save_vectors("passages", pass_vecs, old.pass_faiss if old is not None else None)
+        w.save_vectors("passages", pass_vecs, old.passage_vectors if old is not None else None)
         w.save_terms("sentences", sent_terms.build())
         w.save_terms("passages", pass_terms.build())
         w.save_terms("titles", title_terms.build())

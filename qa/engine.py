@@ -91,7 +91,7 @@ class Engine:
             raise ValueError(f"index was built with encoder {index.encoder_name!r}, not {encoder.name!r}")
         self.index = index
         self.encoder = encoder
-        self.retriever = Retriever(index)
+        self.retriever = Retriever.over(index)
         self.answerer = AnswerStep(index, self.retriever, model or load_model(), index.token_store())
         self.reader: Reader = make_reader(reader, self.answerer)
         self.citer = Citer(index, self.answerer)

@@ -55,18 +55,39 @@ def _nearest(vectors: VectorSearch, n: int, qvec: np.ndarray, k: int) -> tuple[n
 
 
 class Retriever:
-    def __init__(self, index: LoadedIndex) -> None:
-        self.index = index
-        self.passage_bm25: Bm25Index = index.passage_bm25
-        self.sentence_bm25: Bm25Index = index.sentence_bm25
+    """Dense and BM25 search over passages and sentences, given its searchers.
+
+    The vector searchers are ``VectorSearch`` implementations (FAISS in this process by default);
+    the answer step reads stored vectors through them too (``sentence_vectors``, ``passage_vectors``),
+    never from raw arrays. ``Retriever.over(index)`` takes a loaded index's own searchers.
+    """
+
+    def __init__(self, passages: VectorSearch, sentences: VectorSearch, passage_bm25: Bm25Index,
+                 sentence_bm25: Bm25Index) -> None:
+        self.passages = passages
+        self.sentences = sentences
+        self.passage_bm25 = passage_bm25
+        self.sentence_bm25 = sentence_bm25
+
+    @classmethod
+    def over(cls, index: LoadedIndex) -> Retriever:
+        return cls(index.passage_vectors, index.sentence_vectors, index.passage_bm25, index.sentence_bm25)
+
+    def sentence_vectors(self, sids: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """The stored vectors of sentences ``sids`` (float32 rows)."""
+        return self.sentences.vectors(sids)
+
+    def passage_vectors(self, pids: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """The stored vectors of passages ``pids`` (float32 rows)."""
+        return self.passages.vectors(pids)
 
     def dense_passages(self, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` passages nearest to ``qvec``: (ids, scores), best first."""
-        return _nearest(self.index.pass_faiss, self.index.n_passages(), qvec, k)
+        return _nearest(self.passages, self.passages.ntotal, qvec, k)
 
     def dense_sentences(self, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` sentences nearest to ``qvec``: (ids, scores), best first."""
-        return _nearest(self.index.sent_faiss, self.index.n_sentences(), qvec, k)
+        return _nearest(self.sentences, self.sentences.ntotal, qvec, k)
 
     def hybrid(self, qvec: np.ndarray, terms: list[str], k: int = 8, depth: int = 30) -> list[Hit]:
         """Top ``k`` passages by RRF of the dense and BM25 rankings (each ``depth`` deep)."""
@@ -83,6 +104,6 @@ class Retriever:
         for pid, s in best:
             dense = dense_of.get(pid)
             if dense is None:
-                dense = float(self.index.pass_vecs[pid] @ qvec)
+                dense = float(self.passage_vectors([pid])[0] @ qvec)
             out.append(Hit(pid, s, dense, bm_of[pid]))
         return out
