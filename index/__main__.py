@@ -37,6 +37,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="embedding model: minilm-int8 (int8 ONNX, no torch) or minilm (fp32 torch); "
         "default: the one the existing index uses, else minilm-int8",
     )
+    p.add_argument(
+        "--passage-vectors",
+        choices=["encoded", "pooled"],
+        default=None,
+        help="how passages get their vectors: encoded (the encoder reads each passage) or pooled (the mean of "
+        "their sentences' token vectors: no second encoder pass, a faster build); default: as the existing "
+        "index, else encoded",
+    )
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -48,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     try:
         report = build_index(
-            args.corpus, args.index, encoder_name=args.encoder, rebuild=args.rebuild, progress=not args.quiet, log=log
+            args.corpus, args.index, encoder_name=args.encoder, passage_vectors=args.passage_vectors, rebuild=args.rebuild, progress=not args.quiet, log=log
         )
     except BuildError as e:
         print(f"qa: {e}", file=sys.stderr)
