@@ -172,6 +172,7 @@ def build_index(
     *,
     encoder_name: str | None = None,
     passage_vectors: str | None = None,
+    select: Callable[[str], bool] | None = None,
     rebuild: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -182,7 +183,7 @@ def build_index(
     if not corpus_dir.is_dir():
         raise BuildError(f"corpus folder {corpus_dir} does not exist or is not a folder")
     with build_lock(index_dir, wait=LOCK_WAIT_SECONDS, log=log):
-        return _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0)
+        return _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0, select)
 
 
 # A running server holds the lock for the seconds an upload takes: `qa index` waits for it.
@@ -223,7 +224,8 @@ def build_lock(index_dir: Path, *, wait: float = 0.0, log: Callable[[str], None]
         lock_file.close()
 
 
-def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0) -> BuildReport:
+def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0,
+                  select=None) -> BuildReport:
     # Leftovers of builds that were killed midway.
     remove_unpublished(index_dir)
 
@@ -266,7 +268,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild,
         log(f"{len(listing.uploads)} uploaded document(s) kept from {index_dir / UPLOADS}")
     for doc_id in listing.left_out:
         log(f"left out {doc_id}: deleted through the API (upload it again to bring it back)")
-    docs, skipped, reused = _load_corpus(corpus_dir, old, progress, listing.files)
+    files = listing.files if select is None else [(p, d) for p, d in listing.files if select(d)]
+    docs, skipped, reused = _load_corpus(corpus_dir, old, progress, files)
     report.skipped = skipped
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")

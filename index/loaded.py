@@ -29,6 +29,7 @@ from index.store import (
     read_meta,
 )
 from index.tokens import TokenStore
+from index.vectors import VectorSearch
 
 
 @dataclass(frozen=True)
@@ -237,11 +238,11 @@ class LoadedIndex:
             raise ValueError("stored terms do not match the records")
         # The vectors are read through their index from here on (index.vectors.VectorSearch).
         self._reading = gen / "passages.faiss"
-        self.passage_vectors = vector_index.load(self._reading, pass_vecs)
+        self.passage_vectors: VectorSearch = vector_index.load(self._reading, pass_vecs)
         if self.passage_vectors.ntotal != n_p:
             raise ValueError(f"{self.passage_vectors.ntotal} vectors for {n_p} passages")
         self._reading = gen / "sentences.faiss"
-        self.sentence_vectors = vector_index.load(self._reading, sent_vecs)
+        self.sentence_vectors: VectorSearch = vector_index.load(self._reading, sent_vecs)
         if self.sentence_vectors.ntotal != n_s:
             raise ValueError(f"{self.sentence_vectors.ntotal} vectors for {n_s} sentences")
 

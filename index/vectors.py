@@ -72,6 +72,11 @@ class VectorSearch(Protocol):
         """How many vectors (ids are 0..ntotal-1)."""
         ...
 
+    @property
+    def dim(self) -> int:
+        """Their dimension."""
+        ...
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` ids by inner product for each query row: (scores [q, k], ids [q, k]), -1 where none."""
         ...

@@ -117,9 +117,7 @@ class SentenceFacts:
     def _make_seq(self, sid: int) -> tuple[str, ...]:
         # Read from the BM25 terms stored at index time (the same analyzer), not re-analyzed:
         # over a big collection most candidates are sentences no question reached before.
-        bm = self.retriever.sentence_bm25
-        terms = bm.terms
-        return tuple(terms[i] for i in bm.ids[int(bm.indptr[sid]) : int(bm.indptr[sid + 1])].tolist())
+        return self.retriever.sentence_bm25.text_terms(sid)
 
     def terms(self, sid: int) -> frozenset[str]:
         return self._terms[sid]

@@ -102,6 +102,10 @@ class ExactSearch:
     def ntotal(self) -> int:
         return len(self._vecs)
 
+    @property
+    def dim(self) -> int:
+        return self._vecs.shape[1]
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self.calls += 1
         s = np.asarray(queries, np.float32).reshape(-1, self._vecs.shape[1]) @ self._vecs.T
