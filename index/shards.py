@@ -294,10 +294,16 @@ class ShardedIndex(LoadedIndex):
                 raise IncompatibleIndexError(
                     f"the shards of {index_dir} were built with different encoders — index it again: "
                     f"qa index CORPUS --index {index_dir} --shards {len(shards)} --rebuild")
-        if any(s.sentence_bm25.collection is None for s in shards) and len(shards) > 1:
-            raise IncompatibleIndexError(
-                f"the shards of {index_dir} lack the collection's statistics (a build was interrupted) — run: "
-                f"qa index CORPUS --index {index_dir} --shards {len(shards)}")
+        # Every shard weighted by the statistics of this very collection (not missing, not those of
+        # an earlier state): otherwise a build or an upload is between its two steps, or was killed.
+        for name in GLOBAL_TERMS if len(shards) > 1 else ():
+            parts = [getattr(s, f"{name[:-1]}_bm25") for s in shards]
+            total = sum(p.n for p in parts)
+            if any(p.collection is None or p.collection[0] != total for p in parts) or len(
+                    {(p.collection[0], p.collection[1]) for p in parts if p.collection is not None}) != 1:
+                raise IncompatibleIndexError(
+                    f"the shards of {index_dir} do not share the collection's statistics yet (a build or an upload "
+                    f"is under way, or was interrupted) — run: qa index CORPUS --index {index_dir}")
         sent = _Offsets([s.n_sentences() for s in shards])
         pas = _Offsets([s.n_passages() for s in shards])
         ments = _Offsets([s.n_mentions for s in shards])

@@ -161,3 +161,25 @@ def test_qa_serve_on_shards_answers_uploads_and_deletes_through_http(sharded: Pa
         assert status == 404
     finally:
         stop_server(server)
+
+
+def test_shards_without_the_collection_s_statistics_are_refused_until_indexed_again(
+    sharded: Path, tmp_path: Path
+) -> None:
+    """What a build killed between building a shard and writing the statistics leaves: `qa ask`
+    says what to do (never answers with one shard's own statistics), and `qa index` repairs it."""
+    from index.build import build_index
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    index = tmp_path / "index"
+    shutil.copytree(sharded, index)
+    target = corpus / "003_fdf2c5db0e68fe77.txt"  # shard 0
+    target.write_text(target.read_text() + "\nThe envoy later visited Lahore to open a trade office.\n")
+    build_index(corpus, shard_dir(index, 0), select=lambda d: shard_of(d, 2) == 0, progress=False, log=lambda m: None)
+    r = run_qa("ask", "--index", str(index), "who visited Lahore?")
+    assert r.returncode == 1 and "do not share the collection's statistics" in r.stderr and "qa index" in r.stderr
+    assert run_qa("index", str(corpus), "--index", str(index), "-q").returncode == 0
+    r = run_qa("ask", "--index", str(index), "--json", "Which city did the envoy visit to open a trade office?")
+    assert r.returncode == 0, r.stderr
+    assert "Lahore" in json.loads(r.stdout)["citations"][0]["sentence"]
