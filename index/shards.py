@@ -36,7 +36,7 @@ import numpy as np
 
 from index.annotate import Parse
 from index.bm25 import Bm25Index, Collection
-from index.loaded import DocRecord, LoadedIndex, _RowView
+from index.loaded import LoadedIndex, _RowView
 from index.store import (
     IncompatibleIndexError,
     NoIndexError,
@@ -389,9 +389,6 @@ class ShardedIndex(LoadedIndex):
         s, local = self._sent.locate(int(sid))
         return self.shards[s].sentence_mention_terms(local)
 
-    def record(self, doc_id: str) -> DocRecord:
-        return self.docs[doc_id]
-
 
 def build_sharded(corpus_dir: Path, index_dir: Path, shards: int, *, log: Callable[[str], None] = print,
                   **kw: object) -> list:
@@ -476,6 +473,16 @@ def home_of(index_dir: Path, index: LoadedIndex, doc_id: str) -> tuple[Path, Loa
         return index_dir, index
     i = shard_of(doc_id, len(index.shards))
     return shard_dir(index_dir, i), index.shards[i]
+
+
+def uploaded_in(index_dir: Path) -> set[str]:
+    """The ids of the documents uploaded through a server: kept in the index folder, or in each
+    shard's folder of a sharded index."""
+    from index.uploads import uploaded_ids
+
+    n = shard_count(index_dir)
+    folders = [index_dir] if n is None else [shard_dir(index_dir, i) for i in range(n)]
+    return {d for f in folders for d in uploaded_ids(f)}
 
 
 def after_change(index_dir: Path, log: Callable[[str], None] = print) -> None:

@@ -150,6 +150,9 @@ def test_qa_serve_on_shards_answers_uploads_and_deletes_through_http(sharded: Pa
         assert upload_path(home, "harbour.txt").read_text() == HARBOUR  # kept in its shard's folder
         ans = ask("Who is the harbour master of Tidewater?")
         assert ans["answer"] == "Ingrid Solberg" and ans["citations"][0]["doc_id"] == "harbour.txt"
+        with urllib.request.urlopen(server.url + "/documents", timeout=60) as r:  # the documents page marks it
+            page = r.read().decode()
+        assert '<span class="doc-id">harbour.txt</span> <span class="badge">uploaded</span>' in page
         # The collection's statistics follow the upload: every shard counts 6 documents' texts.
         many = ShardedIndex.open(index)
         assert {s.sentence_bm25.collection[0] for s in many.shards} == {many.n_sentences()}
