@@ -404,6 +404,19 @@ def build_sharded(corpus_dir: Path, index_dir: Path, shards: int, *, log: Callab
     if have is not None and have != shards:
         raise BuildError(f"{index_dir} is split into {have} shards, not {shards}; index into a new folder "
                          f"(or delete this one) to change the number of shards")
+    from index.documents import DocumentError
+    from index.uploads import corpus_with_uploads
+
+    if not Path(corpus_dir).is_dir():
+        raise BuildError(f"corpus folder {corpus_dir} does not exist or is not a folder")
+    try:
+        held = [sum(shard_of(d, shards) == i for _, d in corpus_with_uploads(Path(corpus_dir), shard_dir(index_dir, i)).files)
+                for i in range(shards)]
+    except DocumentError as e:
+        raise BuildError(str(e)) from None
+    if min(held) == 0:
+        raise BuildError(f"{sum(held)} documents cannot fill {shards} shards (shard {held.index(0)} would hold none); "
+                         "use fewer shards")
     write_layout(index_dir, shards)
     reports = []
     for i in range(shards):

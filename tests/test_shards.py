@@ -110,6 +110,9 @@ def test_building_again_is_incremental_and_the_layout_is_kept(sharded: Path, tmp
     assert json.loads(r.stdout)["embedded_texts"] == 0
     r = run_qa("index", str(CORPUS), "--index", str(index), "--shards", "3")
     assert r.returncode == 1 and "split into 2 shards, not 3" in r.stderr
+    r = run_qa("index", str(CORPUS), "--index", str(tmp_path / "many"), "--shards", "8")
+    assert r.returncode == 1 and "5 documents cannot fill 8 shards" in r.stderr
+    assert not (tmp_path / "many" / "shards.json").exists()
     plain = tmp_path / "plain"
     assert run_qa("index", str(CORPUS), "--index", str(plain), "-q").returncode == 0
     r = run_qa("index", str(CORPUS), "--index", str(plain), "--shards", "2")
