@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     build_index(args.work / "corpus", args.work / "index", progress=True, log=_log)
     index = LoadedIndex.open(args.work / "index")
     encoder = load_encoder(index.encoder_name)
-    step = AnswerStep(index, Retriever(index), load_model(), index.token_store())
+    step = AnswerStep(index, Retriever.over(index), load_model(), index.token_store())
     reader = NeuralReader(step, calibration=UNCALIBRATED)
 
     held = load_squad(heldout_file)

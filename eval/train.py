@@ -292,7 +292,7 @@ def train(args) -> dict[str, Any]:
     index_dir = _index_for(args)
     index = LoadedIndex.open(index_dir)
     encoder = load_encoder(index.encoder_name)
-    retriever = Retriever(index)
+    retriever = Retriever.over(index)
     step = AnswerStep(index, retriever, None, index.token_store())
     items = gold_items(_articles(args))
     if args.sample:

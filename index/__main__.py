@@ -37,6 +37,23 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="embedding model: minilm-int8 (int8 ONNX, no torch) or minilm (fp32 torch); "
         "default: the one the existing index uses, else minilm-int8",
     )
+    p.add_argument(
+        "--passage-vectors",
+        choices=["encoded", "pooled"],
+        default=None,
+        help="how passages get their vectors: encoded (the encoder reads each passage) or pooled (the mean of "
+        "their sentences' token vectors: no second encoder pass, a faster build); default: as the existing "
+        "index, else encoded",
+    )
+    p.add_argument(
+        "--shards",
+        type=int,
+        default=None,
+        metavar="N",
+        help="split the documents into N complete shard indexes (INDEX/shard-0 …) by a stable hash of their id, "
+        "with the collection's statistics shared, so answers equal the unsharded index's; `qa ask` and "
+        "`qa serve` answer from all shards",
+    )
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -47,9 +64,13 @@ def run(args: argparse.Namespace) -> int:
     from index.documents import SUPPORTED_SUFFIXES
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    from index.shards import shard_count
+
     try:
+        if args.shards is not None or shard_count(args.index) is not None:
+            return _run_sharded(args, log)
         report = build_index(
-            args.corpus, args.index, encoder_name=args.encoder, rebuild=args.rebuild, progress=not args.quiet, log=log
+            args.corpus, args.index, encoder_name=args.encoder, passage_vectors=args.passage_vectors, rebuild=args.rebuild, progress=not args.quiet, log=log
         )
     except BuildError as e:
         print(f"qa: {e}", file=sys.stderr)
@@ -64,6 +85,36 @@ def run(args: argparse.Namespace) -> int:
     )
     if report.unsupported:
         print(ignored_summary(report.unsupported) + f" (citeqa reads {', '.join(SUPPORTED_SUFFIXES)})")
+    return 0
+
+
+def _run_sharded(args: argparse.Namespace, log) -> int:
+    from index.build import BuildError
+    from index.shards import build_sharded, shard_count
+    from index.store import UnusableIndexError
+
+    try:
+        shards = args.shards if args.shards is not None else shard_count(args.index)
+        assert shards is not None
+        reports = build_sharded(args.corpus, args.index, shards, log=log, encoder_name=args.encoder,
+                                passage_vectors=args.passage_vectors, rebuild=args.rebuild, progress=not args.quiet)
+    except (BuildError, UnusableIndexError) as e:
+        print(f"qa: {e}", file=sys.stderr)
+        return 1
+    total = {
+        "index_dir": str(args.index), "shards": [r.to_dict() for r in reports],
+        "documents": sum(r.documents for r in reports), "sentences": sum(r.sentences for r in reports),
+        "passages": sum(r.passages for r in reports), "seconds": sum(r.seconds for r in reports),
+        "embedded_texts": sum(r.embedded_texts for r in reports),
+    }
+    if args.json:
+        print(json.dumps(total, indent=2))
+        return 0
+    print(
+        f"indexed {total['documents']} documents ({total['sentences']} sentences, {total['passages']} passages) "
+        f"into {len(reports)} shards of {args.index} in {total['seconds']:.1f}s: "
+        + ", ".join(f"shard {i}: {r.documents} documents" for i, r in enumerate(reports))
+    )
     return 0
 
 

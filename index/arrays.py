@@ -22,3 +22,38 @@ def load_array(path: Path) -> np.ndarray:
     if path.stat().st_size <= MMAP_ABOVE:
         return np.load(path)
     return np.load(path, mmap_mode="r")
+
+
+class NpyAppender:
+    """A ``.npy`` file written row block by row block, so a build never holds all rows in memory.
+
+    The header is written last (its shape is known only then) into room kept for it at the start;
+    until ``close`` the file is not a valid array, and a build that dies midway leaves only its
+    unpublished generation folder behind.
+    """
+
+    HEADER = 128  # bytes kept for the header: magic, version, length, dict, padding (a multiple of 64)
+
+    def __init__(self, path: Path, width: int, dtype: np.dtype | type) -> None:
+        self.path = path
+        self.width = width
+        self.dtype = np.dtype(dtype)
+        self.rows = 0
+        self._f = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._f.write(b"\0" * self.HEADER)
+
+    def append(self, block: np.ndarray) -> None:
+        block = np.ascontiguousarray(block, dtype=self.dtype).reshape(-1, self.width)
+        self._f.write(block.tobytes())
+        self.rows += len(block)
+
+    def close(self) -> None:
+        d = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (self.rows, self.width)}
+        text = repr(d).encode("latin1")
+        pad = self.HEADER - 10 - len(text) - 1
+        if pad < 0:
+            raise ValueError(f"{self.path}: header of shape {(self.rows, self.width)} does not fit")
+        header = b"\x93NUMPY\x01\x00" + (self.HEADER - 10).to_bytes(2, "little") + text + b" " * pad + b"\n"
+        self._f.seek(0)
+        self._f.write(header)
+        self._f.close()

@@ -14,6 +14,11 @@ The weights are Lucene's BM25 (the variant bm25s and Lucene use): for term t in 
 ``idf(t) · tf / (tf + k1 · (1 - b + b · |d| / avgdl))`` with ``idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))``.
 A query's score for a text is the sum of its terms' weights there, so scoring is a scatter-add
 over the query terms' postings and nothing is recomputed per query.
+
+A shard of a sharded index (index/shards.py) computes N, df and avgdl over the whole collection,
+not its own texts (``Collection``), so its weights, and every score, equal the unsharded index's:
+``NAME.terms.df.npy`` then holds the collection's df of each term of the shard, and ``NAME.terms.json``
+the collection's N and avgdl.
 """
 
 from __future__ import annotations
@@ -31,6 +36,27 @@ from index.terms import TERMS_VERSION, content_terms
 K1 = 1.5
 B = 0.75
 _ARRAYS = ("ids", "indptr", "post_indptr", "post_docs", "post_weights")
+
+
+class Collection:
+    """Statistics of a whole collection when a Bm25Index holds part of it (a shard): its number
+    of texts ``n``, their mean length ``avgdl`` and each term's document frequency ``df``."""
+
+    def __init__(self, n: int, avgdl: float, df: dict[str, int]) -> None:
+        self.n, self.avgdl, self.df = n, avgdl, df
+
+    @classmethod
+    def of(cls, parts: Sequence[Bm25Index]) -> Collection:
+        """The statistics of the union of ``parts`` (each counted by its own texts)."""
+        df: dict[str, int] = {}
+        n = total = 0
+        for p in parts:
+            n += p.n
+            total += int(len(p.ids))
+            own = np.diff(p.post_indptr).tolist()
+            for t, c in zip(p.terms, own, strict=True):
+                df[t] = df.get(t, 0) + c
+        return cls(n, total / n if n else 1.0, df)
 
 
 class TermIds:
@@ -87,21 +113,25 @@ class Bm25Index:
     """BM25 over a fixed list of texts (ids 0..n-1), with their term lists kept for reuse."""
 
     def __init__(self, terms: list[str], ids: np.ndarray, indptr: np.ndarray, *, k1: float = K1, b: float = B,
-                 postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, analyzer: str = TERMS_VERSION) -> None:
+                 postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, analyzer: str = TERMS_VERSION,
+                 collection: tuple[int, float, np.ndarray] | None = None) -> None:
         self.terms = terms  # term of each id
         self.vocab = {t: i for i, t in enumerate(terms)}
         self.ids = np.asarray(ids, dtype=np.int32)  # forward index: term ids of text j are ids[indptr[j]:indptr[j+1]]
         self.indptr = np.asarray(indptr, dtype=np.int64)
         self.n = len(self.indptr) - 1
         self.k1, self.b, self.analyzer = k1, b, analyzer
+        # (N, avgdl, df of each term) of the whole collection when this index holds a shard of it.
+        self.collection = collection
         if postings is None:
-            postings = _invert(self.ids, self.indptr, len(terms), k1, b)
+            postings = _invert(self.ids, self.indptr, len(terms), k1, b, collection)
         self.post_indptr: np.ndarray = postings[0]
         self.post_docs: np.ndarray = postings[1]
         self.post_weights: np.ndarray = postings[2]
-        df = np.diff(self.post_indptr).astype(np.float64)
-        self.idf_array = np.log1p((self.n - df + 0.5) / (df + 0.5)) if len(df) else np.zeros(0)
-        self.max_idf = math.log(1 + (self.n + 0.5) / 0.5) if self.n else 1.0
+        n_all = self.n if collection is None else collection[0]
+        df = (np.diff(self.post_indptr) if collection is None else np.asarray(collection[2])).astype(np.float64)
+        self.idf_array = np.log1p((n_all - df + 0.5) / (df + 0.5)) if len(df) else np.zeros(0)
+        self.max_idf = math.log(1 + (n_all + 0.5) / 0.5) if n_all else 1.0
         self._tokens: list[list[str]] | None = None
 
     # --- construction -----------------------------------------------------------------------
@@ -132,12 +162,19 @@ class Bm25Index:
             terms = [terms[i] for i in used.tolist()]
         return cls(list(terms), ids, indptr)
 
+    def within(self, collection: Collection) -> Bm25Index:
+        """This index's texts weighted by ``collection``'s statistics (a shard of it)."""
+        df = np.fromiter((collection.df.get(t, 0) for t in self.terms), np.int64, count=len(self.terms))
+        return Bm25Index(self.terms, self.ids, self.indptr, k1=self.k1, b=self.b, analyzer=self.analyzer,
+                         collection=(collection.n, collection.avgdl, df))
+
     # --- storage ----------------------------------------------------------------------------
     def save(self, gen_dir: Path, name: str) -> None:
-        (gen_dir / f"{name}.terms.json").write_text(json.dumps(
-            {"analyzer": self.analyzer, "k1": self.k1, "b": self.b, "n": self.n, "terms": self.terms},
-            ensure_ascii=False,
-        ))
+        meta: dict[str, object] = {"analyzer": self.analyzer, "k1": self.k1, "b": self.b, "n": self.n, "terms": self.terms}
+        if self.collection is not None:
+            meta["collection"] = {"n": self.collection[0], "avgdl": self.collection[1]}
+            np.save(gen_dir / f"{name}.terms.df.npy", np.asarray(self.collection[2], np.int64))
+        (gen_dir / f"{name}.terms.json").write_text(json.dumps(meta, ensure_ascii=False))
         for key in _ARRAYS:
             np.save(gen_dir / f"{name}.terms.{key}.npy", getattr(self, key))
 
@@ -147,9 +184,13 @@ class Bm25Index:
         if meta.get("analyzer") != TERMS_VERSION:
             raise ValueError(f"BM25 terms were made by analyzer {meta.get('analyzer')!r}, this citeqa uses {TERMS_VERSION!r}")
         arrays = {key: load_array(gen_dir / f"{name}.terms.{key}.npy") for key in _ARRAYS}
+        coll = meta.get("collection")
+        collection = None
+        if coll is not None:
+            collection = (int(coll["n"]), float(coll["avgdl"]), np.load(gen_dir / f"{name}.terms.df.npy"))
         self = cls(meta["terms"], arrays["ids"], arrays["indptr"], k1=meta["k1"], b=meta["b"],
                    postings=(arrays["post_indptr"], arrays["post_docs"], arrays["post_weights"]),
-                   analyzer=meta["analyzer"])
+                   analyzer=meta["analyzer"], collection=collection)
         if self.n != meta["n"]:
             raise ValueError(f"{name}.terms: {self.n} texts, meta says {meta['n']}")
         return self
@@ -157,6 +198,11 @@ class Bm25Index:
     # --- reading ----------------------------------------------------------------------------
     def doc_ids(self, j: int) -> np.ndarray:
         return self.ids[self.indptr[j] : self.indptr[j + 1]]
+
+    def text_terms(self, j: int) -> tuple[str, ...]:
+        """Text ``j``'s terms in order (as ``content_terms`` gave them)."""
+        terms = self.terms
+        return tuple(terms[i] for i in self.ids[int(self.indptr[j]) : int(self.indptr[j + 1])].tolist())
 
     @property
     def tokens(self) -> list[list[str]]:
@@ -238,8 +284,10 @@ class Bm25Index:
                    + self.post_weights.nbytes + self.idf_array.nbytes)
 
 
-def _invert(ids: np.ndarray, indptr: np.ndarray, n_terms: int, k1: float, b: float):
-    """Postings (term → texts with BM25 weights) from the forward index."""
+def _invert(ids: np.ndarray, indptr: np.ndarray, n_terms: int, k1: float, b: float,
+            collection: tuple[int, float, np.ndarray] | None = None):
+    """Postings (term → texts with BM25 weights) from the forward index; N, df and avgdl are the
+    ``collection``'s when given (a shard), else these texts'."""
     n = len(indptr) - 1
     lengths = np.diff(indptr)
     if len(ids) == 0:
@@ -254,6 +302,9 @@ def _invert(ids: np.ndarray, indptr: np.ndarray, n_terms: int, k1: float, b: flo
     np.cumsum(df, out=post_indptr[1:])
     avgdl = float(lengths.mean()) if n else 1.0
     idf = np.log1p((n - df + 0.5) / (df + 0.5))
+    if collection is not None:
+        n_all, avgdl, df_all = collection
+        idf = np.log1p((n_all - df_all + 0.5) / (df_all + 0.5))
     tf = tf.astype(np.float64)
     norm = k1 * ((1 - b) + b * lengths[doc] / (avgdl or 1.0))
     weights = (idf[term] * tf / (tf + norm)).astype(np.float32)

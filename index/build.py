@@ -9,7 +9,8 @@ from __future__ import annotations
 import fcntl
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from index.annotate import ANNOTATOR_VERSION, annotate
+from index.arrays import NpyAppender
 from index.bm25 import Bm25Builder
 from index.documents import (
     LOADER_VERSION,
@@ -43,10 +45,28 @@ from index.store import (
     remove_unpublished,
 )
 from index.terms import TERMS_VERSION
-from index.tokens import PROJECTION_VERSION, pack, project, quantize
+from index.tokens import PROJECTION_VERSION, TOKEN_DIM, project, quantize
 from index.uploads import UPLOADS, clean_temporaries, corpus_with_uploads
 
 PROGRESS_MIN_ITEMS = 200
+# How a passage (a window of up to 4 sentences) gets its vector:
+# - "encoded": the encoder reads the passage's text (its own pass over ~4x the tokens; the build's
+#   biggest cost after spaCy);
+# - "pooled": the mean of its sentences' token vectors, which the sentence pass already computed
+#   (mean pooling is what the encoder does over a passage's tokens, minus the attention across
+#   sentences): no extra encoder pass. Cosine with the encoded vector 0.92 on average.
+PASSAGE_VECTORS = ("encoded", "pooled")
+DEFAULT_PASSAGE_VECTORS = "encoded"
+
+
+def passage_vectors_of(index: LoadedIndex) -> str:
+    """How ``index``'s passage vectors were made (indexes before the setting: encoded)."""
+    return index.meta.get("passages", "encoded")
+
+
+# New sentences per batch of the streamed build: big enough for full encoder and spaCy batches,
+# small enough that a batch's token vectors and parses (~10 MB per 1,000 sentences) stay small.
+CHUNK_SENTENCES = 1024
 PROGRESS_MIN_FILES = 100  # PDFs take a while to read: show a bar for big folders
 
 
@@ -159,6 +179,8 @@ def build_index(
     index_dir: Path | str,
     *,
     encoder_name: str | None = None,
+    passage_vectors: str | None = None,
+    select: Callable[[str], bool] | None = None,
     rebuild: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -169,7 +191,7 @@ def build_index(
     if not corpus_dir.is_dir():
         raise BuildError(f"corpus folder {corpus_dir} does not exist or is not a folder")
     with build_lock(index_dir, wait=LOCK_WAIT_SECONDS, log=log):
-        return _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t0)
+        return _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0, select)
 
 
 # A running server holds the lock for the seconds an upload takes: `qa index` waits for it.
@@ -210,7 +232,8 @@ def build_lock(index_dir: Path, *, wait: float = 0.0, log: Callable[[str], None]
         lock_file.close()
 
 
-def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t0) -> BuildReport:
+def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0,
+                  select=None) -> BuildReport:
     # Leftovers of builds that were killed midway.
     remove_unpublished(index_dir)
 
@@ -224,15 +247,21 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
             old = None
     if encoder_name is None:
         encoder_name = old.encoder_name if old is not None else DEFAULT_ENCODER
+    if passage_vectors is None:
+        passage_vectors = passage_vectors_of(old) if old is not None else DEFAULT_PASSAGE_VECTORS
+    if passage_vectors not in PASSAGE_VECTORS:
+        raise BuildError(f"unknown passage vectors {passage_vectors!r}; choose one of: {', '.join(PASSAGE_VECTORS)}")
     if old is not None and (
         old.encoder_name != encoder_name
+        or passage_vectors_of(old) != passage_vectors
         or old.meta.get("splitter") != SPLITTER_VERSION
         or old.meta.get("annotator") != ANNOTATOR_VERSION
         or old.meta.get("loader") != LOADER_VERSION
         or old.meta.get("terms") != TERMS_VERSION
         or old.meta.get("tokens") != PROJECTION_VERSION
     ):
-        log("note: index settings changed (encoder, splitter, annotator, loaders or terms); re-embedding everything")
+        log("note: index settings changed (encoder, passage vectors, splitter, annotator, loaders or terms); "
+            "re-embedding everything")
         old = None
 
     report = BuildReport(index_dir=str(index_dir), encoder=encoder_name)
@@ -247,7 +276,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
         log(f"{len(listing.uploads)} uploaded document(s) kept from {index_dir / UPLOADS}")
     for doc_id in listing.left_out:
         log(f"left out {doc_id}: deleted through the API (upload it again to bring it back)")
-    docs, skipped, reused = _load_corpus(corpus_dir, old, progress, listing.files)
+    files = listing.files if select is None else [(p, d) for p, d in listing.files if select(d)]
+    docs, skipped, reused = _load_corpus(corpus_dir, old, progress, files)
     report.skipped = skipped
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
@@ -258,7 +288,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, rebuild, progress, log, t
             + (f"; {ignored_summary(listing.unsupported)}" if listing.unsupported else "")
         )
 
-    return write_generation(index_dir, docs, reused, old, encoder_name, report, progress=progress, log=log, t0=t0)
+    return write_generation(index_dir, docs, reused, old, encoder_name, report, passage_vectors=passage_vectors,
+                            progress=progress, log=log, t0=t0)
 
 
 def write_generation(
@@ -270,6 +301,7 @@ def write_generation(
     report: BuildReport,
     *,
     encoder: Encoder | None = None,
+    passage_vectors: str | None = None,
     before_publish: Callable[[], None] | None = None,
     progress: bool = False,
     log: Callable[[str], None] = print,
@@ -278,12 +310,15 @@ def write_generation(
     """Write ``docs`` as a new generation and publish it; the caller holds the build lock.
 
     Documents in ``reused`` are copied from ``old`` as they are (vectors, annotations, parses);
-    the others are split, embedded with ``encoder`` (default: load ``encoder_name``) and annotated.
+    the others are split, embedded with ``encoder`` (default: load ``encoder_name``) and annotated;
+    ``passage_vectors`` says how passages get their vectors (see PASSAGE_VECTORS; default: as ``old``).
     ``before_publish`` runs once the generation is complete on disk and before CURRENT points at
     it (an upload saves its file there, so the file is never behind the index). When nothing
     changed, the live generation stays as it is.
     """
     t0 = time.perf_counter() if t0 is None else t0
+    if passage_vectors is None:  # an upload: as the index it goes into
+        passage_vectors = passage_vectors_of(old) if old is not None else DEFAULT_PASSAGE_VECTORS
     new_docs: list[PreparedDocument] = []
     for doc in docs:
         if doc.doc_id in reused:
@@ -305,167 +340,271 @@ def write_generation(
         return report
 
     report.timings["read and split"] = time.perf_counter() - t0
-    # Embed and annotate everything new in one pass each.
-    new_sent_texts = [nd.doc.text[s:e] for nd in new_docs for s, e in nd.sents]
-    new_pass_texts = [nd.doc.text[s:e] for nd in new_docs for _, _, s, e in nd.passages]
-    # A passage of one sentence is that sentence's text: each distinct text is encoded once.
-    unique = list(dict.fromkeys(new_sent_texts + new_pass_texts))
-    n_embed = len(unique)
-    report.embedded_texts = n_embed
-    if n_embed:
+    n_new_sents = sum(len(nd.sents) for nd in new_docs)
+    if new_docs:
         t = time.perf_counter()
         if encoder is None:
             encoder = load_encoder(encoder_name)
         report.timings["load encoder"] = time.perf_counter() - t
-        show = progress and n_embed > PROGRESS_MIN_ITEMS
-        if show:
-            log(f"embedding {len(new_pass_texts)} passages and {len(new_sent_texts)} sentences of {len(new_docs)} documents")
-        t = time.perf_counter()
-        # Sentences in one pass that also yields their token vectors (kept, projected, for alignment);
-        # then the passages that are not a sentence already. Each distinct text is encoded once.
-        sent_unique = list(dict.fromkeys(new_sent_texts))
-        sent_pooled, sent_tok, _ = encoder.encode_tokens(sent_unique, progress=show)
-        sent_row = {text: i for i, text in enumerate(sent_unique)}
-        tok_of = [quantize(project(t)) for t in sent_tok]
-        new_sent_tokens = [tok_of[sent_row[x]] for x in new_sent_texts]
-        pass_unique = [x for x in dict.fromkeys(new_pass_texts) if x not in sent_row]
-        pass_pooled = encoder.encode(pass_unique, progress=show)
-        pass_row = {text: i for i, text in enumerate(pass_unique)}
-        empty = np.zeros((0, encoder.dim), np.float32)
-        new_sent_vecs = sent_pooled[[sent_row[x] for x in new_sent_texts]] if new_sent_texts else empty
-        new_pass_vecs = (
-            np.stack([sent_pooled[sent_row[x]] if x in sent_row else pass_pooled[pass_row[x]] for x in new_pass_texts])
-            if new_pass_texts else empty
-        )
-        report.timings["embed"] = time.perf_counter() - t
-        if show:
-            log(f"annotating {len(new_sent_texts)} sentences (entities, dates, numbers)")
-        t = time.perf_counter()
-        new_doc_dates = [nd.doc.date.iso if nd.doc.date else None for nd in new_docs for _ in nd.sents]
-        new_mentions = annotate(new_sent_texts, new_doc_dates)
-        report.timings["annotate (spaCy, incl. load)"] = time.perf_counter() - t
         dim = encoder.dim
     else:
-        dim = old.sent_vecs.shape[1] if old is not None else 384
-        new_sent_vecs = np.zeros((0, dim), np.float32)
-        new_pass_vecs = np.zeros((0, dim), np.float32)
-        new_mentions = []
-        new_sent_tokens = []
+        dim = old.sentence_vectors.dim if old is not None else 384
+    show = progress and n_new_sents > PROGRESS_MIN_ITEMS
+    if show:
+        log(f"embedding and annotating {n_new_sents} sentences of {len(new_docs)} documents")
+    report.timings.update({"embed (beside annotating)": 0.0, "annotate": 0.0, "waiting for the encoder": 0.0,
+                           "write records": 0.0})
 
-    t_write = time.perf_counter()
     gen = new_generation_dir(index_dir)
     try:
         settings = IndexSettings(encoder_name, dim, SPLITTER_VERSION, ANNOTATOR_VERSION, TERMS_VERSION,
                                  loader=LOADER_VERSION)
         w = GenerationWriter(gen, settings)
+        out = _Streams(gen, dim)
         sent_terms, pass_terms = Bm25Builder(), Bm25Builder()
         # Terms of each title and each mention, so the answer step analyzes nothing per question.
         title_terms, mention_terms = Bm25Builder(), Bm25Builder()
-        sent_vec_parts: list[np.ndarray] = []
-        token_parts: list[np.ndarray] = []
         old_tokens = old.token_store() if old is not None else None
-        pass_vec_parts: list[np.ndarray] = []
-        sid = 0
-        pid = 0
-        new_by_id = {nd.doc.doc_id: (i, nd) for i, nd in enumerate(new_docs)}
-        # Offsets of each new doc's rows inside the new_* arrays.
-        sent_off, pass_off = [], []
-        so = po = 0
-        for nd in new_docs:
-            sent_off.append(so)
-            pass_off.append(po)
-            so += len(nd.sents)
-            po += len(nd.passages)
-        for ord_, doc in enumerate(docs):
-            date = (doc.date.iso, doc.date.start, doc.date.end) if doc.date else None
-            w.add_document(ord_, doc.doc_id, doc.title, doc.text, doc.content_hash, date, format=doc.format,
-                           date_source=doc.date.source if doc.date else None, page_starts=doc.page_starts,
-                           furniture=doc.furniture)
-            if doc.doc_id in reused:
-                assert old is not None
-                title_terms.add_from(old.title_terms, old.docs[doc.doc_id].ord, old.docs[doc.doc_id].ord)
-                old_sids = old.doc_sentences[doc.doc_id]
-                old_pids = old.doc_passages[doc.doc_id]
-                sid_map = {o: sid + i for i, o in enumerate(old_sids)}
-                pid_map = {o: pid + i for i, o in enumerate(old_pids)}
-                w.add_sentences(
-                    (sid_map[o], doc.doc_id, i, int(old.sent_start[o]), int(old.sent_end[o]),
-                     pid_map[int(old.sent_passage[o])], old.sent_page[o])
-                    for i, o in enumerate(old_sids)
-                )
-                w.add_passages(
-                    (pid_map[o], doc.doc_id, sid_map[int(old.pass_first[o])], sid_map[int(old.pass_last[o])],
-                     int(old.pass_start[o]), int(old.pass_end[o]))
-                    for o in old_pids
-                )
-                w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
-                w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
-                sent_vec_parts.append(old.sent_vecs[old_sids])
-                assert old_tokens is not None  # made with `old`, which is not None here
-                token_parts.extend(old_tokens.quantized(o) for o in old_sids)
-                pass_vec_parts.append(old.pass_vecs[old_pids])
-                if len(old_sids):
-                    sent_terms.add_from(old.sentence_bm25, old_sids[0], old_sids[-1])
-                    mention_terms.add_from(old.mention_terms, int(old.mention_bounds[old_sids[0]]),
-                                           int(old.mention_bounds[old_sids[-1] + 1]) - 1)
-                if len(old_pids):
-                    pass_terms.add_from(old.passage_bm25, old_pids[0], old_pids[-1])
-                sid += len(old_sids)
-                pid += len(old_pids)
-            else:
-                i, nd = new_by_id[doc.doc_id]
-                # Each sentence belongs to the first passage that contains it.
-                owner = [0] * len(nd.sents)
-                for j, (first, last, _, _) in reversed(list(enumerate(nd.passages))):
-                    for k in range(first, last + 1):
-                        owner[k] = j
-                w.add_sentences(
-                    (sid + k, doc.doc_id, k, s, e, pid + owner[k], nd.pages[k]) for k, (s, e) in enumerate(nd.sents)
-                )
-                w.add_passages(
-                    (pid + j, doc.doc_id, sid + first, sid + last, s, e)
-                    for j, (first, last, s, e) in enumerate(nd.passages)
-                )
-                w.add_mentions(
-                    (sid + k, m.start, m.end, m.label, m.value)
-                    for k in range(len(nd.sents))
-                    for m in new_mentions[sent_off[i] + k].mentions
-                )
-                w.add_parses((sid + k, new_mentions[sent_off[i] + k].parse.to_json()) for k in range(len(nd.sents)))
-                title_terms.add_texts([doc.title])
-                mention_terms.add_texts(
-                    doc.text[s + m.start : s + m.end]
-                    for k, (s, _) in enumerate(nd.sents)
-                    for m in new_mentions[sent_off[i] + k].mentions
-                )
-                sent_terms.add_texts(doc.text[s:e] for s, e in nd.sents)
-                pass_terms.add_texts(doc.text[s:e] for _, _, s, e in nd.passages)
-                sent_vec_parts.append(new_sent_vecs[sent_off[i] : sent_off[i] + len(nd.sents)])
-                token_parts.extend(new_sent_tokens[sent_off[i] : sent_off[i] + len(nd.sents)])
-                pass_vec_parts.append(new_pass_vecs[pass_off[i] : pass_off[i] + len(nd.passages)])
-                sid += len(nd.sents)
-                pid += len(nd.passages)
+        new_by_id = {nd.doc.doc_id: nd for nd in new_docs}
+        ord_of = {d.doc_id: i for i, d in enumerate(docs)}
+        sid = pid = 0
+        bar = None
+        if show:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_new_sents, desc="indexing", unit="sentence", leave=False)
+        # Documents go through in consecutive batches of about CHUNK_SENTENCES new sentences: the
+        # encoder embeds a batch in a worker thread while this thread annotates it with spaCy, then
+        # the batch is written out (records to SQLite, vectors and token vectors appended to their
+        # files). Nothing grows with the collection but the BM25 term ids and the row arrays.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citeqa-encoder") as pool:
+            for chunk in _chunks(docs, new_by_id):
+                chunk_new = [new_by_id[d.doc_id] for d in chunk if d.doc_id in new_by_id]
+                embedded: Future[_Embedded] | None = None
+                mentions: list = []
+                if chunk_new:
+                    assert encoder is not None
+                    embedded = pool.submit(_embed, encoder, chunk_new, passage_vectors == "pooled")
+                    t = time.perf_counter()
+                    mentions = annotate(
+                        [nd.doc.text[s:e] for nd in chunk_new for s, e in nd.sents],
+                        [nd.doc.date.iso if nd.doc.date else None for nd in chunk_new for _ in nd.sents],
+                    )
+                    report.timings["annotate"] += time.perf_counter() - t
+                    t = time.perf_counter()
+                    emb = embedded.result()
+                    report.timings["waiting for the encoder"] += time.perf_counter() - t
+                    report.timings["embed (beside annotating)"] += emb.seconds
+                    report.embedded_texts += emb.texts
+                t = time.perf_counter()
+                soff = poff = 0
+                for doc in chunk:
+                    w.add_document(ord_of[doc.doc_id], doc.doc_id,
+                                   doc.title, doc.text, doc.content_hash,
+                                   (doc.date.iso, doc.date.start, doc.date.end) if doc.date else None,
+                                   format=doc.format, date_source=doc.date.source if doc.date else None,
+                                   page_starts=doc.page_starts, furniture=doc.furniture)
+                    if doc.doc_id not in new_by_id:
+                        assert old is not None and old_tokens is not None
+                        title_terms.add_from(old.title_terms, old.docs[doc.doc_id].ord, old.docs[doc.doc_id].ord)
+                        old_sids = old.doc_sentences[doc.doc_id]
+                        old_pids = old.doc_passages[doc.doc_id]
+                        sid_map = {o: sid + i for i, o in enumerate(old_sids)}
+                        pid_map = {o: pid + i for i, o in enumerate(old_pids)}
+                        w.add_sentences(
+                            (sid_map[o], doc.doc_id, i, int(old.sent_start[o]), int(old.sent_end[o]),
+                             pid_map[int(old.sent_passage[o])], old.sent_page[o])
+                            for i, o in enumerate(old_sids)
+                        )
+                        w.add_passages(
+                            (pid_map[o], doc.doc_id, sid_map[int(old.pass_first[o])], sid_map[int(old.pass_last[o])],
+                             int(old.pass_start[o]), int(old.pass_end[o]))
+                            for o in old_pids
+                        )
+                        w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
+                        w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
+                        out.sentences.append(old.sentence_vectors.vectors(slice(old_sids.start, old_sids.stop)))
+                        out.passages.append(old.passage_vectors.vectors(slice(old_pids.start, old_pids.stop)))
+                        if len(old_sids):
+                            a, b = int(old_tokens.starts[old_sids.start]), int(old_tokens.starts[old_sids.stop])
+                            out.add_tokens(np.asarray(old_tokens.tokens[a:b]),
+                                           np.diff(np.asarray(old_tokens.starts[old_sids.start : old_sids.stop + 1])))
+                            sent_terms.add_from(old.sentence_bm25, old_sids[0], old_sids[-1])
+                            mention_terms.add_from(old.mention_terms, int(old.mention_bounds[old_sids[0]]),
+                                                   int(old.mention_bounds[old_sids[-1] + 1]) - 1)
+                        if len(old_pids):
+                            pass_terms.add_from(old.passage_bm25, old_pids[0], old_pids[-1])
+                        sid += len(old_sids)
+                        pid += len(old_pids)
+                        continue
+                    nd = new_by_id[doc.doc_id]
+                    assert embedded is not None
+                    ns, np_ = len(nd.sents), len(nd.passages)
+                    # Each sentence belongs to the first passage that contains it.
+                    owner = [0] * ns
+                    for j, (first, last, _, _) in reversed(list(enumerate(nd.passages))):
+                        for k in range(first, last + 1):
+                            owner[k] = j
+                    w.add_sentences(
+                        (sid + k, doc.doc_id, k, s, e, pid + owner[k], nd.pages[k]) for k, (s, e) in enumerate(nd.sents)
+                    )
+                    w.add_passages(
+                        (pid + j, doc.doc_id, sid + first, sid + last, s, e)
+                        for j, (first, last, s, e) in enumerate(nd.passages)
+                    )
+                    doc_mentions = mentions[soff : soff + ns]
+                    w.add_mentions((sid + k, m.start, m.end, m.label, m.value)
+                                   for k, a_ in enumerate(doc_mentions) for m in a_.mentions)
+                    w.add_parses((sid + k, a_.parse.to_json()) for k, a_ in enumerate(doc_mentions))
+                    title_terms.add_texts([doc.title])
+                    mention_terms.add_texts(
+                        doc.text[s + m.start : s + m.end]
+                        for (s, _), a_ in zip(nd.sents, doc_mentions, strict=True)
+                        for m in a_.mentions
+                    )
+                    sent_terms.add_texts(doc.text[s:e] for s, e in nd.sents)
+                    pass_terms.add_texts(doc.text[s:e] for _, _, s, e in nd.passages)
+                    out.sentences.append(emb.sent_vecs[soff : soff + ns])
+                    out.passages.append(emb.pass_vecs[poff : poff + np_])
+                    a, b = int(emb.token_starts[soff]), int(emb.token_starts[soff + ns])
+                    out.add_tokens(emb.tokens[a:b], np.diff(emb.token_starts[soff : soff + ns + 1]))
+                    soff += ns
+                    poff += np_
+                    sid += ns
+                    pid += np_
+                report.timings["write records"] += time.perf_counter() - t
+                if bar is not None:
+                    bar.update(sum(len(nd.sents) for nd in chunk_new))
+        if bar is not None:
+            bar.close()
+        t = time.perf_counter()
         w.set_meta("documents", str(len(docs)))
-        sent_vecs = np.concatenate(sent_vec_parts) if sent_vec_parts else np.zeros((0, dim), np.float32)
-        pass_vecs = np.concatenate(pass_vec_parts) if pass_vec_parts else np.zeros((0, dim), np.float32)
-        w.save_vectors("sentences", sent_vecs, old.sent_faiss if old is not None else None)
-        w.save_tokens(*pack(token_parts))
+        w.set_meta("passages", passage_vectors)
+        out.close()
+        w.save_vectors("sentences", np.load(gen / "sentences.npy", mmap_mode="r"),
+                       old.sentence_vectors if old is not None else None)
+        w.save_tokens(np.load(gen / "tokens.npy", mmap_mode="r"), out.token_starts())
         w.set_meta("tokens", PROJECTION_VERSION)
-        w.save_vectors("passages", pass_vecs, old.pass_faiss if old is not None else None)
+        w.save_vectors("passages", np.load(gen / "passages.npy", mmap_mode="r"),
+                       old.passage_vectors if old is not None else None)
         w.save_terms("sentences", sent_terms.build())
         w.save_terms("passages", pass_terms.build())
         w.save_terms("titles", title_terms.build())
         w.save_terms("mentions", mention_terms.build())
         w.close()
+        report.timings["terms, vector indexes"] = time.perf_counter() - t
         if before_publish is not None:
             before_publish()
         publish_generation(index_dir, gen)
     except BaseException:
         shutil.rmtree(gen, ignore_errors=True)
         raise
-    report.timings["terms, records, vector indexes"] = time.perf_counter() - t_write
     report.documents = len(docs)
     report.sentences = sid
     report.passages = pid
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _chunks(docs: Sequence[Document], new_by_id: dict[str, PreparedDocument]) -> Iterator[list[Document]]:
+    """Consecutive runs of ``docs`` holding about CHUNK_SENTENCES new sentences each (a document is
+    never split; documents copied from the old index cost nothing and ride along)."""
+    chunk: list[Document] = []
+    n = 0
+    for d in docs:
+        chunk.append(d)
+        nd = new_by_id.get(d.doc_id)
+        n += len(nd.sents) if nd is not None else 0
+        if n >= CHUNK_SENTENCES:
+            yield chunk
+            chunk, n = [], 0
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class _Embedded:
+    """The vectors of one batch of new documents, in their sentence and passage order."""
+
+    sent_vecs: np.ndarray  # [sentences, dim]
+    pass_vecs: np.ndarray  # [passages, dim]
+    tokens: np.ndarray  # int8 [tokens, TOKEN_DIM], every sentence's projected token vectors in order
+    token_starts: np.ndarray  # [sentences + 1]
+    texts: int  # distinct texts encoded
+    seconds: float
+
+
+def _embed(encoder: Encoder, new_docs: list[PreparedDocument], pooled_passages: bool) -> _Embedded:
+    """Sentences in one pass that also yields their token vectors (kept, projected, for alignment);
+    then the passages that are not a sentence already: encoded, or (``pooled_passages``) the mean of
+    their sentences' token vectors. Each distinct text is encoded once."""
+    t = time.perf_counter()
+    sent_texts = [nd.doc.text[s:e] for nd in new_docs for s, e in nd.sents]
+    pass_texts = [nd.doc.text[s:e] for nd in new_docs for _, _, s, e in nd.passages]
+    sent_unique = list(dict.fromkeys(sent_texts))
+    pooled, toks, _ = encoder.encode_tokens(sent_unique)
+    sent_row = {text: i for i, text in enumerate(sent_unique)}
+    # One projection for the whole batch (a matrix product per sentence cost more than the encoder's
+    # share of some batches); the rows are the same up to float rounding.
+    lengths = np.fromiter((len(x) for x in toks), np.int64, count=len(toks))
+    flat = np.concatenate(toks) if toks else np.zeros((0, encoder.dim), np.float32)
+    uniq_tokens = quantize(project(flat))
+    uniq_starts = np.zeros(len(toks) + 1, np.int64)
+    np.cumsum(lengths, out=uniq_starts[1:])
+    rows = [sent_row[x] for x in sent_texts]
+    starts = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lengths[rows], out=starts[1:])
+    tokens = (
+        np.concatenate([uniq_tokens[uniq_starts[r] : uniq_starts[r + 1]] for r in rows])
+        if rows else np.zeros((0, TOKEN_DIM), np.int8)
+    )
+    pass_unique = [x for x in dict.fromkeys(pass_texts) if x not in sent_row]
+    pass_row = {text: i for i, text in enumerate(pass_unique)}
+    if pooled_passages:
+        pass_pooled = np.zeros((len(pass_unique), encoder.dim), np.float32)
+        sums = np.add.reduceat(flat, uniq_starts[:-1], axis=0) if len(flat) else np.zeros((0, encoder.dim), np.float32)
+        sums[lengths == 0] = 0.0  # reduceat gives the next row for an empty range
+        for nd in new_docs:
+            local = [sent_row[nd.doc.text[s:e]] for s, e in nd.sents]
+            for first, last, s, e in nd.passages:
+                r = pass_row.get(nd.doc.text[s:e])
+                if r is None:
+                    continue
+                members = local[first : last + 1]
+                v = sums[members].sum(0) / max(int(lengths[members].sum()), 1)
+                pass_pooled[r] = v / max(float(np.linalg.norm(v)), 1e-12)
+        encoded = 0
+    else:
+        pass_pooled = encoder.encode(pass_unique)
+        encoded = len(pass_unique)
+    empty = np.zeros((0, encoder.dim), np.float32)
+    sent_vecs = pooled[rows] if rows else empty
+    pass_vecs = (
+        np.stack([pooled[sent_row[x]] if x in sent_row else pass_pooled[pass_row[x]] for x in pass_texts])
+        if pass_texts else empty
+    )
+    return _Embedded(sent_vecs, pass_vecs, tokens, starts, len(sent_unique) + encoded, time.perf_counter() - t)
+
+
+class _Streams:
+    """The generation's vector files, appended to as batches are written (see NpyAppender)."""
+
+    def __init__(self, gen: Path, dim: int) -> None:
+        self.sentences = NpyAppender(gen / "sentences.npy", dim, np.float32)
+        self.passages = NpyAppender(gen / "passages.npy", dim, np.float32)
+        self.tokens = NpyAppender(gen / "tokens.npy", TOKEN_DIM, np.int8)
+        self._lengths: list[np.ndarray] = []
+
+    def add_tokens(self, rows: np.ndarray, lengths: np.ndarray) -> None:
+        self.tokens.append(rows)
+        self._lengths.append(np.asarray(lengths, np.int64))
+
+    def token_starts(self) -> np.ndarray:
+        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
+        starts = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        return starts
+
+    def close(self) -> None:
+        for a in (self.sentences, self.passages, self.tokens):
+            a.close()

@@ -29,6 +29,7 @@ from index.store import (
     read_meta,
 )
 from index.tokens import TokenStore
+from index.vectors import VectorSearch
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class LoadedIndex:
     / ``doc_passages`` (doc_id → range of ids), ``sent_doc`` / ``pass_doc`` (id → doc_id),
     ``sent_text`` / ``pass_text`` (id → text), ``sent_start``, ``sent_end``, ``sent_passage``, ``sent_page``,
     ``pass_first``, ``pass_last``, ``pass_start``, ``pass_end`` (arrays), ``mentions`` (sentence id →
-    ``[(start, end, label, value)]``), ``parse(sid)`` (read on demand), ``sent_vecs`` / ``pass_vecs``, ``sent_faiss`` / ``pass_faiss``,
+    ``[(start, end, label, value)]``), ``parse(sid)`` (read on demand), ``sentence_vectors`` / ``passage_vectors`` (the vector indexes, with
+    the stored vectors by id: ``index.vectors.VectorSearch``),
     ``sentence_bm25`` / ``passage_bm25`` (BM25 over sentences and passages), and the terms analyzed at index time for the
     answer step: ``doc_title_terms(doc_id)``, ``sentence_mention_terms(sid)``.
     """
@@ -215,13 +217,13 @@ class LoadedIndex:
         self.mention_bounds = m_bounds  # mentions of sentence i are rows mention_bounds[i]:mention_bounds[i + 1]
 
         self._reading = gen / "sentences.npy"
-        self.sent_vecs = load_array(self._reading)
-        if self.sent_vecs.ndim != 2 or self.sent_vecs.shape[0] != n_s:
-            raise ValueError(f"{self.sent_vecs.shape[0]} vectors for {n_s} sentences")
+        sent_vecs = load_array(self._reading)
+        if sent_vecs.ndim != 2 or sent_vecs.shape[0] != n_s:
+            raise ValueError(f"{sent_vecs.shape[0]} vectors for {n_s} sentences")
         self._reading = gen / "passages.npy"
-        self.pass_vecs = load_array(self._reading)
-        if self.pass_vecs.ndim != 2 or self.pass_vecs.shape[0] != n_p:
-            raise ValueError(f"{self.pass_vecs.shape[0]} vectors for {n_p} passages")
+        pass_vecs = load_array(self._reading)
+        if pass_vecs.ndim != 2 or pass_vecs.shape[0] != n_p:
+            raise ValueError(f"{pass_vecs.shape[0]} vectors for {n_p} passages")
         self._reading = gen / "sentences.terms.json"
         self.sentence_bm25 = Bm25Index.load(gen, "sentences")
         self._reading = gen / "passages.terms.json"
@@ -234,14 +236,15 @@ class LoadedIndex:
             n_s, n_p, len(rows), len(m)
         ):
             raise ValueError("stored terms do not match the records")
+        # The vectors are read through their index from here on (index.vectors.VectorSearch).
         self._reading = gen / "passages.faiss"
-        self.pass_faiss = vector_index.load(self._reading, self.pass_vecs)
-        if self.pass_faiss.ntotal != n_p:
-            raise ValueError(f"{self.pass_faiss.ntotal} vectors for {n_p} passages")
+        self.passage_vectors: VectorSearch = vector_index.load(self._reading, pass_vecs)
+        if self.passage_vectors.ntotal != n_p:
+            raise ValueError(f"{self.passage_vectors.ntotal} vectors for {n_p} passages")
         self._reading = gen / "sentences.faiss"
-        self.sent_faiss = vector_index.load(self._reading, self.sent_vecs)
-        if self.sent_faiss.ntotal != n_s:
-            raise ValueError(f"{self.sent_faiss.ntotal} vectors for {n_s} sentences")
+        self.sentence_vectors: VectorSearch = vector_index.load(self._reading, sent_vecs)
+        if self.sentence_vectors.ntotal != n_s:
+            raise ValueError(f"{self.sentence_vectors.ntotal} vectors for {n_s} sentences")
 
     def token_store(self) -> TokenStore:
         """The sentences' token vectors (memory-mapped; see index/tokens.py)."""

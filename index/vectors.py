@@ -30,9 +30,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -49,13 +50,40 @@ DRIFT_SAMPLE = 4096
 ADD_CHUNK = 65_536
 
 
+@runtime_checkable
 class VectorSearch(Protocol):
-    """What the retriever needs of a vector index (FAISS's own search signature)."""
+    """A vector index as the question path uses it: search, and the stored vectors by id.
+
+    ``VectorIndex`` (FAISS in this process, over the generation's memory-mapped vectors) is the
+    default; a shard answered elsewhere is another implementation of the same three things, so
+    nothing above ``index/`` reads raw arrays or knows which one it holds.
+
+    Example::
+
+        >>> idx = build(np.eye(3, dtype=np.float32))
+        >>> idx.search(np.array([[0.0, 1.0, 0.0]], np.float32), 1)[1].tolist()
+        [[1]]
+        >>> idx.vectors([2]).tolist()
+        [[0.0, 0.0, 1.0]]
+    """
 
     @property
-    def ntotal(self) -> int: ...
+    def ntotal(self) -> int:
+        """How many vectors (ids are 0..ntotal-1)."""
+        ...
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    @property
+    def dim(self) -> int:
+        """Their dimension."""
+        ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` ids by inner product for each query row: (scores [q, k], ids [q, k]), -1 where none."""
+        ...
+
+    def vectors(self, ids: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """The stored vectors of ``ids`` (a list, an array or a slice of ids), float32 [len, dim]."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -104,7 +132,7 @@ class VectorIndex:
 
     def __init__(self, faiss_index, vectors: np.ndarray, plan: Plan) -> None:
         self.faiss = faiss_index
-        self.vectors = vectors  # float32 rows (memory-mapped when loaded)
+        self._vectors = vectors  # float32 rows (memory-mapped when loaded); read them with ``vectors(ids)``
         self.plan = plan
         if plan.kind == "ivf":
             import faiss
@@ -115,12 +143,22 @@ class VectorIndex:
     def ntotal(self) -> int:
         return int(self.faiss.ntotal)
 
+    @property
+    def dim(self) -> int:
+        return int(self._vectors.shape[1])
+
+    def vectors(self, ids: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """The stored float32 rows of ``ids`` (read from the memory-mapped file: only those rows)."""
+        if isinstance(ids, slice):
+            return np.asarray(self._vectors[ids], np.float32)
+        return np.asarray(self._vectors[np.asarray(ids, np.int64)], np.float32)
+
     def describe(self) -> str:
         return self.plan.describe()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` rows by inner product for each query row: (scores, ids), -1 where none."""
-        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.vectors.shape[1])
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self._vectors.shape[1])
         if self.plan.kind == "flat":
             return self.faiss.search(queries, k)
         _, cand = self.faiss.search(queries, k * RERANK)
@@ -131,7 +169,7 @@ class VectorIndex:
             if len(c) == 0:
                 continue
             rows = np.sort(c)  # ascending rows: the mapped file is read front to back
-            exact = np.asarray(self.vectors[rows]) @ q
+            exact = np.asarray(self._vectors[rows]) @ q
             top = np.argsort(-exact, kind="stable")[:k]
             scores[r, : len(top)] = exact[top]
             ids[r, : len(top)] = rows[top]

@@ -241,11 +241,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 # --- show -----------------------------------------------------------------------------------
 def cmd_show(args: argparse.Namespace) -> int:
-    from index.loaded import LoadedIndex
+    from index.shards import open_index
     from index.store import UnusableIndexError
 
     try:
-        idx = LoadedIndex.open(args.index)
+        idx = open_index(args.index)
     except UnusableIndexError as e:
         _err(str(e))
         return e.exit_code

@@ -20,6 +20,7 @@ import numpy as np
 
 from index.encoder import ENCODERS, Encoder, load_encoder
 from index.loaded import LoadedIndex
+from index.shards import open_index
 from index.store import IncompatibleIndexError
 from index.terms import STOPWORDS, content_terms
 from index.tokens import TOKEN_DIM, project
@@ -92,7 +93,7 @@ class Engine:
             raise ValueError(f"index was built with encoder {index.encoder_name!r}, not {encoder.name!r}")
         self.index = index
         self.encoder = encoder
-        self.retriever = Retriever(index)
+        self.retriever = Retriever.over(index)
         self.answerer = AnswerStep(index, self.retriever, model or load_model(), index.token_store())
         self.reader: Reader = make_reader(reader, self.answerer)
         self.citer = Citer(index, self.answerer)
@@ -101,8 +102,8 @@ class Engine:
 
     @classmethod
     def open(cls, index_dir: Path | str, reader: str = DEFAULT_READER) -> Engine:
-        """Load the index at ``index_dir`` and the encoder that built it."""
-        index = LoadedIndex.open(Path(index_dir))
+        """Load the index at ``index_dir`` (every shard of a sharded one) and the encoder that built it."""
+        index = open_index(Path(index_dir))
         if index.encoder_name not in ENCODERS:
             raise IncompatibleIndexError(
                 f"index at {index_dir} was built with encoder {index.encoder_name!r}, which this citeqa does not "

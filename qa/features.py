@@ -117,9 +117,7 @@ class SentenceFacts:
     def _make_seq(self, sid: int) -> tuple[str, ...]:
         # Read from the BM25 terms stored at index time (the same analyzer), not re-analyzed:
         # over a big collection most candidates are sentences no question reached before.
-        bm = self.retriever.sentence_bm25
-        terms = bm.terms
-        return tuple(terms[i] for i in bm.ids[int(bm.indptr[sid]) : int(bm.indptr[sid + 1])].tolist())
+        return self.retriever.sentence_bm25.text_terms(sid)
 
     def terms(self, sid: int) -> frozenset[str]:
         return self._terms[sid]
@@ -155,7 +153,7 @@ class SentenceFacts:
 
     def _make_doc_vec(self, doc_id: str) -> np.ndarray:
         first, last = self.doc_range(doc_id)
-        v = np.asarray(self.index.sent_vecs[first : last + 1], np.float32).sum(0)
+        v = self.retriever.sentence_vectors(slice(first, last + 1)).sum(0)
         return v / (np.linalg.norm(v) + 1e-9)
 
     def labels(self, sid: int) -> tuple[tuple[str, frozenset[str]], ...]:
@@ -289,9 +287,9 @@ def sentence_features(
     if n == 0:
         return F, []
     v = qv.vec
-    F[:, 0] = np.asarray(index.sent_vecs[sids], np.float32) @ v
+    F[:, 0] = retriever.sentence_vectors(sids) @ v
     pids = np.asarray(index.sent_passage[sids], np.int64)
-    F[:, 1] = np.asarray(index.pass_vecs[pids], np.float32) @ v
+    F[:, 1] = retriever.passage_vectors(pids) @ v
     F[:, 2] = retriever.sentence_bm25.scores_for(terms, sids) / tot
     F[:, 3] = retriever.passage_bm25.scores_for(terms, pids) / tot
     docs = [facts.doc_of(int(s)) for s in sids]

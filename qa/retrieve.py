@@ -32,8 +32,14 @@ class Scope:
     @classmethod
     def of(cls, index: LoadedIndex, doc_ids: Iterable[str]) -> Scope:
         ids = frozenset(d for d in doc_ids if d in index.docs)
-        ords = np.array(sorted(index.docs[d].ord for d in ids), dtype=np.int64)
-        return cls(ids, np.isin(index.sent_doc_ord, ords), np.isin(index.pass_doc_ord, ords))
+        # by each document's row ranges, which a sharded index has too (its rows are the shards' in turn)
+        sentences = np.zeros(index.n_sentences(), bool)
+        passages = np.zeros(index.n_passages(), bool)
+        for d in ids:
+            rs, rp = index.doc_sentences[d], index.doc_passages[d]
+            sentences[rs.start : rs.stop] = True
+            passages[rp.start : rp.stop] = True
+        return cls(ids, sentences, passages)
 
 
 @dataclass(frozen=True)
@@ -72,15 +78,14 @@ def _nearest(vectors: VectorSearch, n: int, qvec: np.ndarray, k: int) -> tuple[n
     return ids[0][keep], scores[0][keep]
 
 
-def _nearest_within(vectors: VectorSearch, rows: np.ndarray, mask: np.ndarray, qvec: np.ndarray,
-                    k: int) -> tuple[np.ndarray, np.ndarray]:
+def _nearest_within(vectors: VectorSearch, mask: np.ndarray, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows inside ``mask`` nearest to ``qvec``: exact over a small scope, else the vector
     index searched deeper and deeper until ``k`` of its hits fall inside."""
     inside = np.flatnonzero(mask)
     if len(inside) == 0 or k <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     if len(inside) <= EXACT_SCOPE_ROWS:
-        scores = np.asarray(rows[inside], dtype=np.float32) @ qvec.astype(np.float32)
+        scores = np.asarray(vectors.vectors(inside), dtype=np.float32) @ qvec.astype(np.float32)
         top = _top(scores, k)
         return inside[top], scores[top]
     n = len(mask)
@@ -105,22 +110,43 @@ def _bm25_within(bm25: Bm25Index, terms: Sequence[str], k: int, mask: np.ndarray
 
 
 class Retriever:
-    def __init__(self, index: LoadedIndex) -> None:
-        self.index = index
-        self.passage_bm25: Bm25Index = index.passage_bm25
-        self.sentence_bm25: Bm25Index = index.sentence_bm25
+    """Dense and BM25 search over passages and sentences, given its searchers.
+
+    The vector searchers are ``VectorSearch`` implementations (FAISS in this process by default);
+    the answer step reads stored vectors through them too (``sentence_vectors``, ``passage_vectors``),
+    never from raw arrays. ``Retriever.over(index)`` takes a loaded index's own searchers.
+    """
+
+    def __init__(self, passages: VectorSearch, sentences: VectorSearch, passage_bm25: Bm25Index,
+                 sentence_bm25: Bm25Index) -> None:
+        self.passages = passages
+        self.sentences = sentences
+        self.passage_bm25 = passage_bm25
+        self.sentence_bm25 = sentence_bm25
+
+    @classmethod
+    def over(cls, index: LoadedIndex) -> Retriever:
+        return cls(index.passage_vectors, index.sentence_vectors, index.passage_bm25, index.sentence_bm25)
+
+    def sentence_vectors(self, sids: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """The stored vectors of sentences ``sids`` (float32 rows)."""
+        return self.sentences.vectors(sids)
+
+    def passage_vectors(self, pids: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """The stored vectors of passages ``pids`` (float32 rows)."""
+        return self.passages.vectors(pids)
 
     def dense_passages(self, qvec: np.ndarray, k: int, scope: Scope | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` passages nearest to ``qvec`` (inside ``scope``): (ids, scores), best first."""
         if scope is not None:
-            return _nearest_within(self.index.pass_faiss, self.index.pass_vecs, scope.passages, qvec, k)
-        return _nearest(self.index.pass_faiss, self.index.n_passages(), qvec, k)
+            return _nearest_within(self.passages, scope.passages, qvec, k)
+        return _nearest(self.passages, self.passages.ntotal, qvec, k)
 
     def dense_sentences(self, qvec: np.ndarray, k: int, scope: Scope | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` sentences nearest to ``qvec`` (inside ``scope``): (ids, scores), best first."""
         if scope is not None:
-            return _nearest_within(self.index.sent_faiss, self.index.sent_vecs, scope.sentences, qvec, k)
-        return _nearest(self.index.sent_faiss, self.index.n_sentences(), qvec, k)
+            return _nearest_within(self.sentences, scope.sentences, qvec, k)
+        return _nearest(self.sentences, self.sentences.ntotal, qvec, k)
 
     def bm25_sentences(self, terms: Sequence[str], k: int, scope: Scope | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best sentences by BM25 (inside ``scope``), with a score above 0."""
@@ -142,6 +168,6 @@ class Retriever:
         for pid, s in best:
             dense = dense_of.get(pid)
             if dense is None:
-                dense = float(self.index.pass_vecs[pid] @ qvec)
+                dense = float(self.passage_vectors([pid])[0] @ qvec)
             out.append(Hit(pid, s, dense, bm_of[pid]))
         return out

@@ -58,3 +58,17 @@ def test_scale_smoke_keeps_recall_and_citations(tmp_path: Path) -> None:
     for figure in ("passage search p50", "recall@10 vs exact search", "BM25 query p50", "end-to-end question p50",
                    "index on disk", "index build"):
         assert figure in out.stdout
+
+
+@pytest.mark.slow
+def test_build_bench_smoke_prints_the_ratio_and_the_peak_memory(tmp_path: Path) -> None:
+    out = run_module("eval.bench.build", "--smoke", "--passage-vectors", "pooled", "--json", str(tmp_path / "b.json"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    for figure in ("build throughput", "raw encoder (before / after)", "build ÷ raw encoder", "peak resident memory"):
+        line = next((ln for ln in out.stdout.splitlines() if figure in ln), None)
+        assert line is not None and re.search(r"\d", line), (figure, out.stdout)
+    fig = json.loads((tmp_path / "b.json").read_text())
+    assert fig["sentences"] > 0 and fig["build_rate"] > 0 and fig["raw_rate"] > 0 and fig["ratio"] > 0
+    assert fig["passage_vectors"] == "pooled"
+    assert 100 < fig["peak_rss_mb"] < 4000  # the `qa index` child's, not this process's
+    assert "embed (beside annotating)" in fig["timings"] and "annotate" in fig["timings"]

@@ -63,7 +63,7 @@ def test_rerun_changes_only_what_changed(corpus_copy: Path, index_copy: Path) ->
     eng = Engine(idx, Engine.open(index_copy).encoder)
     for sid in range(0, idx.n_sentences(), 17):
         v = eng.encoder.encode([idx.sent_text[sid]])[0]
-        assert float(v @ idx.sent_vecs[sid]) > 0.99
+        assert float(v @ idx.sentence_vectors.vectors([sid])[0]) > 0.99
 
 
 def test_bad_files_skipped_and_reported_by_the_cli(tmp_path: Path) -> None:

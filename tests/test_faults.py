@@ -148,7 +148,7 @@ def _check_consistent(index_dir: Path, versions: dict[str, dict[str, str]], enco
     # Vectors belong to their sentences (a sample across the whole index).
     sids = list(range(0, idx.n_sentences(), max(1, idx.n_sentences() // 12)))
     vecs = encoder.encode([idx.sent_text[s] for s in sids])
-    assert np.min(np.sum(vecs * idx.sent_vecs[sids], axis=1)) > 0.99
+    assert np.min(np.sum(vecs * idx.sentence_vectors.vectors(sids), axis=1)) > 0.99
     return which[0]
 
 

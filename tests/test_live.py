@@ -133,13 +133,14 @@ def test_an_upload_embeds_only_itself(live_index: Path, engine) -> None:
     new = LoadedIndex.open(live_index)
     assert new.gen_dir != old.gen_dir and new.gen_dir.name == change.generation
     for doc_id in old.docs:
-        assert np.array_equal(new.sent_vecs[new.doc_sentences[doc_id]], old.sent_vecs[old.doc_sentences[doc_id]])
+        assert np.array_equal(new.sentence_vectors.vectors(list(new.doc_sentences[doc_id])),
+                              old.sentence_vectors.vectors(list(old.doc_sentences[doc_id])))
         assert [new.parse_json(s) for s in new.doc_sentences[doc_id]] == [
             old.parse_json(s) for s in old.doc_sentences[doc_id]]
     sids = new.doc_sentences["harbour.txt"]
     assert [new.sent_text[s] for s in sids] == [doc.text[a:b] for a, b in prepared.sents]
     vecs = engine.encoder.encode([new.sent_text[s] for s in sids])
-    assert np.min(np.sum(vecs * new.sent_vecs[sids], axis=1)) > 0.99
+    assert np.min(np.sum(vecs * new.sentence_vectors.vectors(sids), axis=1)) > 0.99
 
 
 def test_other_formats_upload_too(client: TestClient) -> None:

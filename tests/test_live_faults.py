@@ -65,7 +65,7 @@ def check_consistent(index_dir: Path, doc_id: str, versions: list[str | None], e
         assert [(int(idx.sent_start[s]), int(idx.sent_end[s])) for s in sids] == expected.sents
         sample = sids[:: max(1, len(sids) // 8)]
         vecs = encoder.encode([idx.sent_text[s] for s in sample])
-        assert np.min(np.sum(vecs * idx.sent_vecs[sample], axis=1)) > 0.99, "vectors of another version"
+        assert np.min(np.sum(vecs * idx.sentence_vectors.vectors(sample), axis=1)) > 0.99, "vectors of another version"
     return text
 
 

@@ -65,11 +65,11 @@ def test_hybrid_hits_are_the_fusion_of_the_dense_and_bm25_rankings(demo_index: P
     from qa.analyze import analyze
 
     idx = LoadedIndex.open(demo_index)
-    r = Retriever(idx)
+    r = Retriever.over(idx)
     terms = list(analyze("when were direct AZAL flights announced").terms)
     # A passage's own vector as the question: the dense side ranks that passage first.
     for pid, k, depth in ((0, 8, 30), (idx.n_passages() - 1, 5, 4), (3, 40, 12)):
-        qvec = np.asarray(idx.pass_vecs[pid], np.float32)
+        qvec = idx.passage_vectors.vectors([pid])[0]
         d_ids, _ = r.dense_passages(qvec, depth)
         b_ids, _ = idx.passage_bm25.top(terms, depth)
         assert len(d_ids) == min(depth, idx.n_passages()) and int(d_ids[0]) == pid
@@ -87,5 +87,60 @@ def test_hybrid_hits_are_the_fusion_of_the_dense_and_bm25_rankings(demo_index: P
         for h, b in zip(hits, bm.tolist(), strict=True):
             assert h.score == pytest.approx(want[h.passage_id])
             # Both scores, whichever side ranked the passage.
-            assert h.dense == pytest.approx(float(idx.pass_vecs[h.passage_id] @ qvec), abs=1e-5)
+            assert h.dense == pytest.approx(float(idx.passage_vectors.vectors([h.passage_id])[0] @ qvec), abs=1e-5)
             assert h.bm25 == pytest.approx(b, abs=1e-5)
+
+
+class ExactSearch:
+    """A second VectorSearch (NumPy, exact): the retriever is given its searchers."""
+
+    def __init__(self, vecs: np.ndarray) -> None:
+        self._vecs = np.asarray(vecs, np.float32)
+        self.calls = 0
+
+    @property
+    def ntotal(self) -> int:
+        return len(self._vecs)
+
+    @property
+    def dim(self) -> int:
+        return self._vecs.shape[1]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        s = np.asarray(queries, np.float32).reshape(-1, self._vecs.shape[1]) @ self._vecs.T
+        ids = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(s, ids, axis=1), ids
+
+    def vectors(self, ids) -> np.ndarray:
+        return self._vecs[ids] if isinstance(ids, slice) else self._vecs[np.asarray(ids, np.int64)]
+
+
+def test_the_answer_step_runs_on_any_vector_search_and_reads_vectors_only_through_it(demo_index: Path) -> None:
+    """Another implementation of the protocol plugged into the retriever gives the same candidate
+    sentences and dense features as the index's own FAISS searchers (the demo index is exact search)."""
+    from index.encoder import load_encoder
+    from index.loaded import LoadedIndex
+    from index.vectors import VectorSearch
+    from qa.analyze import analyze
+    from qa.answer import AnswerStep
+    from qa.engine import encode_questions
+
+    idx = LoadedIndex.open(demo_index)
+    own = Retriever.over(idx)
+    passages = ExactSearch(idx.passage_vectors.vectors(slice(None)))
+    sentences = ExactSearch(idx.sentence_vectors.vectors(slice(None)))
+    assert isinstance(passages, VectorSearch)
+    other = Retriever(passages, sentences, idx.passage_bm25, idx.sentence_bm25)
+    enc = load_encoder(idx.encoder_name)
+    for question in ("when were direct AZAL flights announced", "who led the Pakistan side?"):
+        q = analyze(question)
+        qv = encode_questions(enc, [question])[0]
+        a = AnswerStep(idx, own, None, idx.token_store()).gather(q, qv)
+        b = AnswerStep(idx, other, None, idx.token_store()).gather(q, qv)
+        # The same candidates (exact search both; tied scores of repeated sentences may come in
+        # another order) with the same features.
+        assert sorted(a.sids.tolist()) == sorted(b.sids.tolist())
+        ra, rb = np.argsort(a.sids), np.argsort(b.sids)
+        assert np.allclose(a.numeric[ra][:, :2], b.numeric[rb][:, :2], atol=1e-5)  # dense sentence, passage
+    assert passages.calls > 0 and sentences.calls > 0

@@ -95,14 +95,14 @@ def test_built_index_keeps_ids_on_the_right_rows_after_removal_and_addition(
     index_dir = tmp_path / "index"
     build_index(corpus_copy, index_dir, progress=False, log=lambda m: None)
     first = LoadedIndex.open(index_dir)
-    assert first.sent_faiss.describe().startswith("IVF")
+    assert first.sentence_vectors.describe().startswith("IVF")
     (corpus_copy / "003_fdf2c5db0e68fe77.txt").unlink()
     (corpus_copy / "zzz_new.txt").write_text("Fresh news from Baku.\n\nThe AZAL office opened on 3 May 2024 in Lahore.\n")
     build_index(corpus_copy, index_dir, progress=False, log=lambda m: None)
     idx = LoadedIndex.open(index_dir)
     assert "003_fdf2c5db0e68fe77.txt" not in idx.docs
-    for vecs, search in ((idx.sent_vecs, idx.sent_faiss), (idx.pass_vecs, idx.pass_faiss)):
-        vecs = np.asarray(vecs)
+    for search in (idx.sentence_vectors, idx.passage_vectors):
+        vecs = search.vectors(slice(None))
         _, ids = search.search(vecs, 1)
         # Each row finds itself, or a row with the very same vector (the corpus repeats a few
         # sentences, one with a no-break space for a space).
@@ -110,5 +110,24 @@ def test_built_index_keeps_ids_on_the_right_rows_after_removal_and_addition(
         assert (ids[:, 0] == np.arange(len(vecs))).mean() > 0.8 and same.min() > 0.9999
     enc = load_encoder(idx.encoder_name)
     sid = next(i for i in idx.doc_sentences["zzz_new.txt"] if "AZAL office" in idx.sent_text[i])
-    _, ids = idx.sent_faiss.search(enc.encode([idx.sent_text[sid]]), 1)
+    _, ids = idx.sentence_vectors.search(enc.encode([idx.sent_text[sid]]), 1)
     assert int(ids[0, 0]) == sid
+
+
+def test_a_vector_index_is_a_vector_search_with_its_stored_vectors_by_id(tmp_path: Path) -> None:
+    """The seam: search and the stored vectors by id (a list, an array or a slice), also after a
+    save and a load from the memory-mapped file."""
+    data = unit(np.random.default_rng(5), 300)
+    np.save(tmp_path / "v.npy", data)
+    built = vectors.build(np.load(tmp_path / "v.npy", mmap_mode="r"))
+    vectors.save(built, tmp_path / "v.faiss")
+    for idx in (built, vectors.load(tmp_path / "v.faiss", np.load(tmp_path / "v.npy", mmap_mode="r"))):
+        assert isinstance(idx, vectors.VectorSearch)
+        assert idx.ntotal == 300 and idx.dim == 32
+        got = idx.vectors([7, 3, 299])
+        assert got.dtype == np.float32 and np.array_equal(got, data[[7, 3, 299]])
+        assert np.array_equal(idx.vectors(np.array([0, 1])), data[:2])
+        assert np.array_equal(idx.vectors(slice(10, 20)), data[10:20])
+        assert idx.vectors([]).shape == (0, 32)
+        _, ids = idx.search(data[[42]], 1)
+        assert int(ids[0, 0]) == 42

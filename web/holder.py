@@ -24,8 +24,8 @@ from index import live
 from index.build import BuildError, IndexBusyError
 from index.documents import Document, DocumentError
 from index.encoder import load_encoder
-from index.loaded import LoadedIndex
-from index.store import NoIndexError, UnusableIndexError, current_generation
+from index.shards import ShardedIndex, after_change, home_of, index_version, open_index, shard_dir, version_of
+from index.store import NoIndexError, UnusableIndexError
 from index.uploads import leftovers, pending_changes
 from qa.engine import Engine
 from web.batching import BatchingEncoder
@@ -88,7 +88,7 @@ class EngineHolder:
         # A user who builds the index while the server runs should not have to restart it.
         if self.engine is None and time.monotonic() - self._tried_at > self.RETRY_SECONDS:
             with self._lock:
-                if self.engine is None and current_generation(self.index_dir) is not None:
+                if self.engine is None and index_version(self.index_dir) is not None:
                     self._open()
                 self._tried_at = time.monotonic()
         return self.engine
@@ -112,20 +112,21 @@ class EngineHolder:
         with self._swap:
             eng = self.engine
             if eng is None:
-                if current_generation(self.index_dir) is None:
+                if index_version(self.index_dir) is None:
                     return False
                 with self._lock:
                     self._open()
                 return self.engine is not None
-            gen = current_generation(self.index_dir)
-            if gen is None or gen == eng.index.gen_dir:
+            # One generation, or every shard's of a sharded index.
+            version = index_version(self.index_dir)
+            if version is None or version == version_of(eng.index):
                 return False
             try:
-                index = LoadedIndex.open(self.index_dir)
+                index = open_index(self.index_dir)
             except UnusableIndexError as e:
                 self.watch_error = str(e)
                 return False
-            if index.gen_dir == eng.index.gen_dir:
+            if version_of(index) == version_of(eng.index):
                 return False
             if index.encoder_name == eng.encoder.name:
                 new = Engine(index, eng.encoder, reader=eng.reader.name)  # the loaded models serve it too
@@ -140,18 +141,31 @@ class EngineHolder:
         eng = self.engine
         if eng is None:
             return
+        # A sharded index keeps each shard's uploads and deletions in that shard's folder.
+        places = ([(shard_dir(self.index_dir, i), s) for i, s in enumerate(eng.index.shards)]
+                  if isinstance(eng.index, ShardedIndex) else [(self.index_dir, eng.index)])
+        applied = [self._reconcile_one(eng, where, index) for where, index in places]
+        if isinstance(eng.index, ShardedIndex) and any(applied):
+            try:
+                after_change(self.index_dir, _log)
+            except (BuildError, UnusableIndexError, OSError) as e:
+                _log(f"could not write the collection statistics of {self.index_dir}: {e}")
+            self.refresh()
+
+    def _reconcile_one(self, eng: Engine, where: Path, index) -> bool:
         try:
-            if not pending_changes(eng.index) and not leftovers(self.index_dir):
-                return
+            if not pending_changes(index) and not leftovers(where):
+                return False
             # Briefly: a `qa index` running now holds the lock, and finishes the job itself.
-            report = live.apply_pending(self.index_dir, eng.encoder, hint=eng.index, log=_log, wait=1.0)
+            report = live.apply_pending(where, eng.encoder, hint=index, log=_log, wait=1.0)
         except (BuildError, UnusableIndexError, DocumentError, OSError) as e:
-            _log(f"could not apply the uploads and deletions saved in {self.index_dir}: {e}")
-            return
+            _log(f"could not apply the uploads and deletions saved in {where}: {e}")
+            return False
         if report is not None:
             _log(f"applied uploads and deletions saved before a restart: {len(report.added)} added, "
                  f"{len(report.changed)} replaced, {len(report.removed)} removed")
             self.refresh()
+        return report is not None
 
     # --- changing the index -------------------------------------------------------------------
     def writing(self) -> contextlib.AbstractContextManager[None]:
@@ -172,8 +186,11 @@ class EngineHolder:
         eng = self.require()
         with self._writing():
             eng = self.engine or eng
+            where, hint = home_of(self.index_dir, eng.index, doc.doc_id)  # a sharded index: the document's shard
             try:
-                change = live.add_document(self.index_dir, doc, data, eng.encoder, hint=eng.index)
+                change = live.add_document(where, doc, data, eng.encoder, hint=hint)
+                if where != self.index_dir:
+                    after_change(self.index_dir, _log)
             except IndexBusyError as e:
                 raise IndexBusy(str(e)) from None
             self.refresh()
@@ -184,8 +201,11 @@ class EngineHolder:
         eng = self.require()
         with self._writing():
             eng = self.engine or eng
+            where, hint = home_of(self.index_dir, eng.index, doc_id)
             try:
-                change = live.delete_document(self.index_dir, doc_id, eng.encoder, hint=eng.index)
+                change = live.delete_document(where, doc_id, eng.encoder, hint=hint)
+                if where != self.index_dir:
+                    after_change(self.index_dir, _log)
             except IndexBusyError as e:
                 raise IndexBusy(str(e)) from None
             self.refresh()

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 
 from index.documents import MAX_FILE_BYTES, SUPPORTED_SUFFIXES
-from index.uploads import uploaded_ids
+from index.shards import uploaded_in
 from qa.engine import MAX_QUESTION_CHARS, QuestionError
 from qa.filters import MAX_FOLDER_CHARS, DocFilter, FilterError
 from qa.followup import MAX_PREVIOUS_CHARS, Previous
@@ -182,7 +182,7 @@ DONE = {"added": "Added", "replaced": "Replaced", "unchanged": "Already indexed,
 def documents_view(request: Request, holder: EngineHolder, status: int = 200, error: str | None = None,
                    done: str | None = None, doc: str | None = None) -> HTMLResponse:
     eng = holder.get()
-    uploaded = set(uploaded_ids(holder.index_dir)) if eng else set()
+    uploaded = uploaded_in(holder.index_dir) if eng else set()
     rows = []
     if eng is not None:
         for d in eng.index.docs.values():

@@ -395,12 +395,12 @@ def run(args: argparse.Namespace) -> dict:
     open_s = time.perf_counter() - t
     rss_open = resident_mb()
     n_p, n_s = idx.n_passages(), idx.n_sentences()
-    pass_kind, sent_kind = idx.pass_faiss.describe(), idx.sent_faiss.describe()
+    pass_kind, sent_kind = idx.passage_vectors.describe(), idx.sentence_vectors.describe()
     log(f"opened: {len(idx.docs):,} documents, {n_s:,} sentences, {n_p:,} passages in {open_s:.1f} s")
 
     questions = squad_questions(args.questions, args.seed)
     qv = engine.encoder.encode(questions)
-    search_t, got = timed(lambda q, search=idx.pass_faiss.search: search(q[None], 10)[1][0], qv)
+    search_t, got = timed(lambda q, search=idx.passage_vectors.search: search(q[None], 10)[1][0], qv)
 
     bm_terms = [list(analyze(q).terms) for q in questions]
     bm25_t, _ = timed(lambda ts, top=idx.passage_bm25.top: top(ts, 30), bm_terms)
@@ -417,7 +417,7 @@ def run(args: argparse.Namespace) -> dict:
     t = time.perf_counter()
     flat = faiss.IndexFlatIP(qv.shape[1])
     for a in range(0, n_p, CHUNK):
-        flat.add(np.ascontiguousarray(idx.pass_vecs[a : a + CHUNK]))
+        flat.add(np.ascontiguousarray(idx.passage_vectors.vectors(slice(a, a + CHUNK))))
     flat_build = time.perf_counter() - t
     _, exact = flat.search(qv, 10)
     recall = float(np.mean([len(set(g.tolist()) & set(e.tolist())) / 10 for g, e in zip(got, exact, strict=True)]))
