@@ -189,3 +189,22 @@ def test_shards_without_the_collection_s_statistics_are_refused_until_indexed_ag
     r = run_qa("ask", "--index", str(index), "--json", "Which city did the envoy visit to open a trade office?")
     assert r.returncode == 0, r.stderr
     assert "Lahore" in json.loads(r.stdout)["citations"][0]["sentence"]
+
+
+def test_a_filtered_question_on_shards_answers_from_the_matching_documents_as_unsharded(
+    sharded: Path, demo_index: Path
+) -> None:
+    """Filters work on a sharded index too (its rows are the shards' in turn), with the unsharded answers."""
+    q = "when were direct AZAL flights announced"
+    for flags in (["--doc", "003_fdf2c5db0e68fe77.txt"], ["--until", "2023-11-08"],
+                  ["--doc", "000_78aafc7d975cfdef.txt", "--doc", "004_c5abf76d8d768680.txt"]):  # fmt: skip
+        got = []
+        for index in (demo_index, sharded):
+            r = run_qa("ask", "--index", str(index), "--json", *flags, q, timeout=300)
+            assert r.returncode == 0, r.stderr
+            got.append(json.loads(r.stdout))
+        one, many = got
+        assert (one["answer"], one["abstained"]) == (many["answer"], many["abstained"])
+        assert [(c["doc_id"], c["start"]) for c in one["citations"]] == [(c["doc_id"], c["start"]) for c in many["citations"]]
+        if flags[0] == "--doc":
+            assert {c["doc_id"] for c in many["citations"]} <= set(flags[1::2])
