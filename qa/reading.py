@@ -5,7 +5,8 @@ probability, abstain or not). Two implementations of one ``Reader`` protocol:
   ``python -m eval.train``);
 - ``NeuralReader``: the trained cross-encoder (``qa/reader.py``, trained by
   ``python -m eval.train_reader``) reads the top ``depth`` sentences of the linear sentence
-  ranking in one batch; the sentence it finds most likely to answer (its answerability logit,
+  ranking (the first alone, then the rest in one batch unless the first clears the calibrated
+  ``exit_logit``); the sentence it finds most likely to answer (its answerability logit,
   plus ``prior_weight`` × the log-probability the first ranking gave it) is cited first, its
   phrase is the answer, and a logistic model over what it read, calibrated (isotonic) on SQuAD
   train articles no model trained on, is the confidence. citeqa abstains under the threshold
@@ -178,7 +179,7 @@ class NeuralReader:
         top = order[: max(done, depth or self.depth)]
         rc = self._read_sids(q, cand.sids[top[done:]])
         readings = (before.readings if before is not None else ()) + rc
-        measured = cand.numeric[top][:, _columns()] if len(cand.numeric) else np.zeros((len(top), 4))
+        measured = cand.numeric[top][:, _columns()] if len(cand.numeric) else np.zeros((len(top), len(_FIRST_RANKING_COLUMNS)))
         return ReadCandidates(cand.sids[top], logp[top], readings, cand.sids[order[len(top) :]], measured,
                               TYPE_LABELS.get(q.expected or "", frozenset()))  # fmt: skip
 
