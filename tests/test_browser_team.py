@@ -127,6 +127,13 @@ def test_the_chat_asks_for_a_key_once_per_browser_session(browser, keyed_server)
 
 
 # --- feedback ---------------------------------------------------------------------------------------
+def _sign_in_as_reader(page, url: str, made: dict) -> None:
+    page.goto(url)
+    page.locator("#key-input").fill(made["read"])
+    page.locator("#key-input").press("Enter")
+    expect(page.locator("#signed-in")).to_have_text("reader (read)")
+
+
 def test_a_wrong_click_is_recorded_exported_and_scored(browser, keyed_server, tmp_path) -> None:
     import json
 
@@ -135,10 +142,7 @@ def test_a_wrong_click_is_recorded_exported_and_scored(browser, keyed_server, tm
     url, made, index = keyed_server
     ctx, page, watch = open_page(browser)
     try:
-        page.goto(url)
-        page.locator("#key-input").fill(made["read"])
-        page.locator("#key-input").press("Enter")
-        expect(page.locator("#signed-in")).to_have_text("reader (read)")
+        _sign_in_as_reader(page, url, made)
         page.evaluate("localStorage.clear()")
         ask(page, AZAL)
         exchange = page.locator(".exchange").last
@@ -178,10 +182,7 @@ def test_a_wrong_answer_corrected_in_the_document_view(browser, keyed_server) ->
     url, made, index = keyed_server
     ctx, page, watch = open_page(browser)
     try:
-        page.goto(url)
-        page.locator("#key-input").fill(made["read"])
-        page.locator("#key-input").press("Enter")
-        expect(page.locator("#signed-in")).to_have_text("reader (read)")
+        _sign_in_as_reader(page, url, made)
         page.evaluate("localStorage.clear()")
         question = "who welcomed the announcement of direct flights?"
         ask(page, question)

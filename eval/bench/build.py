@@ -28,21 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from eval.bench.speed import qa_bin, raw_encoder_rate
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def qa_bin() -> str:
-    return str(Path(sys.executable).with_name("qa"))
-
-
-def raw_rate(encoder_name: str, sentences: list[str]) -> float:
-    from index.encoder import load_encoder
-
-    enc = load_encoder(encoder_name)
-    enc.encode(sentences[:64])
-    t = time.perf_counter()
-    enc.encode(sentences)
-    return len(sentences) / (time.perf_counter() - t)
 
 
 def build_cold(corpus: Path, index_dir: Path, encoder: str, passages: str | None) -> tuple[float, dict, float]:
@@ -92,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             write_corpus(select_articles(load_squad(BUNDLED_SQUAD), args.articles), corpus)
         docs, _ = load_folder(corpus)
         sentences = [d.text[s.start : s.end] for d in docs for s in split_sentences(d.text)]
-        raw1 = raw_rate(args.encoder, sentences)
+        raw1 = raw_encoder_rate(args.encoder, sentences)
         wall, report, peak = build_cold(corpus, Path(tmp) / "index", args.encoder, args.passage_vectors)
-        raw2 = raw_rate(args.encoder, sentences)
+        raw2 = raw_encoder_rate(args.encoder, sentences)
     raw = (raw1 + raw2) / 2
     rate = report["sentences"] / wall
     fig = {
