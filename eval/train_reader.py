@@ -566,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=MODELS, help="where the ONNX file and card go (default qa/models)")
     ap.add_argument("--export-only", action="store_true", help="export the last checkpoint and stop")
     ap.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    ap.add_argument("--data-only", action="store_true",
+                    help="prepare and cache the training data, then stop (what python -m eval.calibrate_reader reads)")
     ap.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
                     help="start from this checkpoint's weights (new optimiser and schedule: a continued run)")
     args = ap.parse_args(argv)
@@ -583,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
 
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("work", "out", "export_only", "fresh")}
+                if k not in ("work", "out", "export_only", "fresh", "data_only")}
     init_info: dict[str, Any] | None = None
     key = hashlib.sha1(json.dumps({k: settings[k] for k in ("retrieval_negatives", "near_miss_share", "linear_articles",
                                    "heldout_articles", "seed", "articles", "definitions")} | {"near_miss_kinds": NEAR_MISS_KINDS}
@@ -597,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs, data_stats = load_pairs(args)
         cache.write_bytes(pickle.dumps((pairs, data_stats)))
     _log(f"pairs: {data_stats['counts']}")
+    if args.data_only:
+        _log(f"data in {cache}; stopping before training (--data-only)")
+        return 0
     train_enc = encode_pairs(pairs["train"])
     rng = random.Random(args.seed)
     held_q = sorted({p.question for p in pairs["heldout"] if p.kind == "pos"})
