@@ -23,6 +23,7 @@ import numpy as np
 MAX_LEN = 96
 MAX_QUESTION_TOKENS = 28
 MAX_TITLE_TOKENS = 8
+SEMICOLON = 1025  # ";" in MiniLM's word-piece vocabulary
 MAX_ANSWER_TOKENS = 24  # longest phrase the reader may return, in word pieces
 CLS, SEP = 101, 102
 COLON = 1024  # ":" in the uncased BERT vocabulary
@@ -145,7 +146,13 @@ def top_spans(
     score = s[:, None] + e[None, :]
     i_idx = np.arange(n)[:, None]
     j_idx = np.arange(n)[None, :]
-    score = np.where((j_idx >= i_idx) & (j_idx < i_idx + max_tokens), score, -np.inf)
+    valid = (j_idx >= i_idx) & (j_idx < i_idx + max_tokens)
+    clause = np.cumsum(inp.ids[a : a + n] == SEMICOLON)
+    if clause[-1]:
+        # a phrase stays inside one of the sentence's clauses: 0.08% of SQuAD v1.1 train's answers
+        # hold a semicolon, and never as their first or last piece
+        valid &= (clause[:, None] == clause[None, :]) & (inp.ids[a : a + n] != SEMICOLON)[:, None]
+    score = np.where(valid, score, -np.inf)
     if k == 1:
         flat = int(np.argmax(score))
         i, j = divmod(flat, n)

