@@ -353,6 +353,21 @@ def test_definition_questions_take_the_appositive_or_the_title_before_the_name()
     assert len(got) == 4  # "is" and "was" for each described person, nothing for the third
 
 
+def test_the_confidence_map_is_calibrated_and_keeps_the_order_inside_a_block() -> None:
+    from eval.calibrate_reader import centered_isotonic
+
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(size=4000)
+    y = (rng.uniform(size=4000) < raw**2).astype(float)  # true probability raw²
+    cal = centered_isotonic(raw, y, np.ones_like(raw))
+    mapped = np.array([cal(p) for p in raw])
+    assert np.all(np.diff(cal.x) > 0) and np.all(np.diff(cal.y) > 0)  # knots strictly increasing
+    assert len(np.unique(mapped)) > 0.9 * len(raw)  # two questions tie only where raw ties
+    for lo in np.arange(0, 1, 0.2):  # calibrated: mean confidence ≈ observed rate in each band
+        band = (mapped >= lo) & (mapped < lo + 0.2)
+        assert abs(mapped[band].mean() - y[band].mean()) < 0.05
+
+
 def test_the_shipped_calibration_was_fitted_on_train_articles() -> None:
     from qa.reading import load_calibration
 
