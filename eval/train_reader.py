@@ -41,9 +41,17 @@ Data (``../shared/benchmarks/squad-v1.1-train``; nothing of SQuAD dev is read he
     X" -> "what is the *area* of X"): the paper's "other neutral" and "mutual exclusion" kinds,
     a question about the article's topic that this paragraph does not state.
 
+  - ``number_change``: a year, month or number of the question that the sentence states changed to
+    a nearby one that the paragraph never states ("in 1962" -> "in 1965", "as of March" -> "as of
+    February", "200 men" -> "240 men"): the paper's "impossible condition", and the dates and
+    counts that SQuAD 2.0's writers shifted by a little.
+
+  The ``antonym`` lexicon also holds general verbs and nouns of opposite sense (agreed/disagreed,
+  arrived/departed, victory/defeat).
+
   Of the questions offered (``--near-miss-share``), 35% get an off-topic ``swap`` when one can be
-  made; and each gets one more: an ``antonym`` when one can be made, else an on-topic swap
-  (``swap_same_article`` or ``noun_swap``, at random), a ``negation`` in 20% of those and when
+  made; and each gets one more: an ``antonym`` when one can be made, else an on-topic change
+  (``swap_same_article``, ``noun_swap`` or ``number_change``, at random), a ``negation`` in 20% of those and when
   nothing else can be made (a model learns the off-topic swap and negation in one pass: held-out
   AUC 0.97 and 0.99 in the 2026-12-02 run, against 0.73–0.91 for the on-topic kinds).
 - definition questions (``how`` ``definition``), which SQuAD hardly has and users ask ("who is
@@ -115,13 +123,20 @@ _OPPOSITE_PAIRS = """first last  largest smallest  biggest smallest  highest low
     positive negative  stronger weaker  strong weak  rich poor  hot cold  wet dry  upper lower
     gain loss  gained lost  buy sell  bought sold  supported opposed  support oppose  legal illegal
     previous next  inner outer  common rare  fastest slowest  faster slower  same different
-    cheapest costliest  minimum maximum  winter summer  spring autumn  morning evening  day night"""
+    cheapest costliest  minimum maximum  winter summer  spring autumn  morning evening  day night
+    high low  low high  up down  victory defeat  ally enemy  allies enemies  agree disagree
+    agreed disagreed  agreement dispute  decline increase  declined increased  growth decline
+    heavy light  wide narrow  widest narrowest  young old  younger older  birth death  born died
+    full empty  true false  easy difficult  simple complex  rural urban  domestic foreign
+    appointed dismissed  hired fired  joined left  arrived departed  arrival departure
+    invaded defended  attack defense  offensive defensive  always never  often rarely
+    upstream downstream  uphill downhill  add remove  added removed  included excluded"""
 OPPOSITES: dict[str, str] = {}
 for _a, _b in zip(*[iter(_OPPOSITE_PAIRS.split())] * 2, strict=True):
     OPPOSITES.setdefault(_a, _b)
     OPPOSITES.setdefault(_b, _a)
 AUXILIARIES = frozenset("is was are were did does do can could has have had will would should may might must".split())
-NEAR_MISS_KINDS = "swap(0.35) swap_same_article noun_swap antonym negation(0.2)"  # part of the data cache's key
+NEAR_MISS_KINDS = "swap(0.35) swap_same_article noun_swap number_change antonym(+) negation(0.2)"  # part of the data cache's key
 OFF_TOPIC_SHARE = 0.35  # of the questions that can have an off-topic ``swap``, those that get one
 NEGATION_SHARE = 0.2  # a negation instead of an on-topic swap, when both can be made
 GENERIC_NOUNS = frozenset("year years name names type types kind kinds number numbers part parts percentage percent "
@@ -383,6 +398,9 @@ def near_misses(cands: list[dict[str, Any]], docs: list, rng: random.Random):
         if words:
             t = rng.choice(words)
             options.append((q[: t.idx] + _cased_like(OPPOSITES[t.lower_], t.text) + q[t.idx + len(t.text) :], "antonym"))
+        changed = _number_changed(q, doc, low_sent, low_ctx, rng)
+        if changed is not None:
+            options.append((changed, "number_change"))
         negated = any(t.lower_ in NEGATIONS for t in doc) or any(_word_in(w, low_sent) for w in NEGATIONS) or "n't" in low_sent
         aux = next((t for t in doc if t.lower_ in AUXILIARIES), None)
         if aux is not None and not negated:
@@ -398,7 +416,7 @@ def near_misses(cands: list[dict[str, Any]], docs: list, rng: random.Random):
         # common in SQuAD 2.0's human-written set: it goes first when there is one; then the
         # on-topic swaps; a negation (easy: a model learns it in one pass) mostly when nothing else
         antonyms = [o for o in options if o[1] == "antonym"]
-        on_topic = [o for o in options if o[1] in ("swap_same_article", "noun_swap")]
+        on_topic = [o for o in options if o[1] in ("swap_same_article", "noun_swap", "number_change")]
         negations = [o for o in options if o[1] == "negation"]
         if antonyms:
             yield r, *antonyms[0]
@@ -406,6 +424,38 @@ def near_misses(cands: list[dict[str, Any]], docs: list, rng: random.Random):
             yield r, *rng.choice(on_topic)
         elif negations:
             yield r, *negations[0]
+
+
+MONTHS = "january february march april may june july august september october november december".split()
+
+
+def _number_changed(q: str, doc, low_sent: str, low_ctx: str, rng: random.Random) -> str | None:
+    """The question with a year, a month or a number that the sentence states changed to a nearby
+    one that the paragraph never states ("in 1962" -> "in 1965", "as of March" -> "as of
+    February", "200 men" -> "240 men"), or None when it has none."""
+    found = []
+    for t in doc:
+        low = t.lower_
+        if low in MONTHS and t.text[:1].isupper() and _word_in(low, low_sent):
+            others = [m for m in MONTHS if m != low and not _word_in(m, low_ctx)]
+            if others:
+                found.append((t, rng.choice(others).capitalize()))
+        elif re.fullmatch(r"\d{1,3}(,\d{3})*|\d+", t.text) and _word_in(t.text, low_sent):
+            n = int(t.text.replace(",", ""))
+            if 1000 <= n <= 2100 and "," not in t.text:  # a year
+                tries = [n + d for d in (-10, -5, -3, -2, -1, 1, 2, 3, 5, 10)]
+            elif n >= 2:
+                tries = [n + d for d in {-max(1, n // 5), max(1, n // 5), -1, 1, n} if n + d > 0]
+            else:
+                continue
+            tries = [str(x) for x in tries if not _word_in(str(x), low_ctx) and not _word_in(f"{x:,}", low_ctx)]
+            if tries:
+                new = rng.choice(tries)
+                found.append((t, f"{int(new):,}" if "," in t.text else new))
+    if not found:
+        return None
+    t, new = rng.choice(found)
+    return q[: t.idx] + new + q[t.idx + len(t.text) :]
 
 
 def _plain_nouns(doc) -> list:

