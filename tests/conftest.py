@@ -78,3 +78,17 @@ def browser():
         )
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real two-node Ray cluster on loopback (head 127.0.0.2, worker 127.0.0.3, one CPU each),
+    started with `ray start` and stopped (its processes only) at the end of the session."""
+    pytest.importorskip("ray", reason="ray is not installed (the citeqa[cluster] extra: make install)")
+    from eval.raycluster import start_cluster
+
+    cluster = start_cluster(2)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
