@@ -40,8 +40,9 @@ class LocalCluster:
     env: dict[str, str] = field(default_factory=dict)
 
     def pids(self) -> list[int]:
-        """This cluster's processes: those naming its temp folder, and all their descendants."""
-        marker = str(self.temp_dir)
+        """This cluster's processes: those naming its temp folder or its address (Ray's client
+        server names only the latter), and all their descendants."""
+        markers = (str(self.temp_dir), f"={self.address} ")
         parent: dict[int, int] = {}
         roots: set[int] = set()
         for d in Path("/proc").iterdir():
@@ -54,7 +55,7 @@ class LocalCluster:
                 continue
             pid = int(d.name)
             parent[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-            if marker in cmd and pid != os.getpid():
+            if any(m in cmd + " " for m in markers) and pid != os.getpid():
                 roots.add(pid)
         found = set(roots)
         grew = True
