@@ -11,7 +11,9 @@ also end another user's cluster).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +40,10 @@ class LocalCluster:
     temp_dir: Path
     nodes: int
     env: dict[str, str] = field(default_factory=dict)
+
+    def client_env(self) -> dict[str, str]:
+        """What a client (`qa index --ray`, `qa serve --ray`) needs in its environment to join."""
+        return {k: self.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
 
     def pids(self) -> list[int]:
         """This cluster's processes: those naming its temp folder or its address (Ray's client
@@ -72,10 +78,8 @@ class LocalCluster:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             pids = self.pids()
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 5.0)
             while pids and time.monotonic() < deadline:
                 pids = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
@@ -105,7 +109,13 @@ def start_cluster(nodes: int = 2, *, cpus_per_node: int = 1, timeout: float = ST
     # Ray's socket paths must stay short (a Unix socket path has ~107 bytes): a short folder in /tmp.
     temp_dir = Path(tempfile.mkdtemp(prefix="citeqa-ray-", dir="/tmp"))
     port = free_port()
+    # Token authentication, with this cluster's own token (never ~/.ray's): every node and every
+    # client must present it (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN_PATH; see ``client_env``).
+    token = temp_dir / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    token.chmod(0o600)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
            # Ray's memory monitor would kill workers when the machine (shared with other jobs) is busy.
            "RAY_memory_monitor_refresh_ms": "0"}
     cluster = LocalCluster(f"{HEAD_IP}:{port}", temp_dir, nodes, env)

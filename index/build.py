@@ -185,14 +185,18 @@ def build_index(
     rebuild: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    ingest: ClusterIngest | None = None,
 ) -> BuildReport:
+    """Build (or update) the index at ``index_dir`` from ``corpus_dir``; ``ingest`` reads, splits,
+    embeds and annotates on a cluster (``index.cluster.RayIngest``) while this process writes."""
     corpus_dir = Path(corpus_dir)
     index_dir = Path(index_dir)
     t0 = time.perf_counter()
     if not corpus_dir.is_dir():
         raise BuildError(f"corpus folder {corpus_dir} does not exist or is not a folder")
     with build_lock(index_dir, wait=LOCK_WAIT_SECONDS, log=log):
-        return _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0, select)
+        return _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0, select,
+                             ingest)
 
 
 # A running server holds the lock for the seconds an upload takes: `qa index` waits for it.
@@ -234,7 +238,7 @@ def build_lock(index_dir: Path, *, wait: float = 0.0, log: Callable[[str], None]
 
 
 def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0,
-                  select=None) -> BuildReport:
+                  select=None, ingest: ClusterIngest | None = None) -> BuildReport:
     # Leftovers of builds that were killed midway.
     remove_unpublished(index_dir)
 
@@ -278,7 +282,12 @@ def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild,
     for doc_id in listing.left_out:
         log(f"left out {doc_id}: deleted through the API (upload it again to bring it back)")
     files = listing.files if select is None else [(p, d) for p, d in listing.files if select(d)]
-    docs, skipped, reused = _load_corpus(corpus_dir, old, progress, files)
+    prepared: dict[str, PreparedDocument] | None = None
+    if ingest is not None:
+        ingest = ingest.for_encoder(encoder_name)
+        docs, skipped, reused, prepared = ingest.read(files, old)
+    else:
+        docs, skipped, reused = _load_corpus(corpus_dir, old, progress, files)
     report.skipped = skipped
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
@@ -290,7 +299,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild,
         )
 
     return write_generation(index_dir, docs, reused, old, encoder_name, report, passage_vectors=passage_vectors,
-                            progress=progress, log=log, t0=t0)
+                            progress=progress, log=log, t0=t0, prepared=prepared, compute=ingest,
+                            chunk_sentences=ingest.chunk_sentences if ingest is not None else 0)
 
 
 def write_generation(
@@ -518,6 +528,17 @@ class ChunkCompute(Protocol):
 
     def __call__(self, batches: list[list[PreparedDocument]], pooled_passages: bool,
                  report: BuildReport) -> Iterable[tuple[_Embedded, list[Annotation]]]: ...
+
+
+class ClusterIngest(ChunkCompute, Protocol):
+    """Reading and computing elsewhere (``index.cluster.RayIngest``); this process still writes."""
+
+    chunk_sentences: int
+
+    def for_encoder(self, name: str) -> ClusterIngest: ...
+
+    def read(self, files: list[tuple[Path, str]], old: LoadedIndex | None
+             ) -> tuple[list[Document], list[Skipped], set[str], dict[str, PreparedDocument]]: ...
 
 
 def annotate_batch(batch: list[PreparedDocument]) -> list[Annotation]:

@@ -88,7 +88,14 @@ def ray_cluster():
     from eval.raycluster import start_cluster
 
     cluster = start_cluster(2)
+    saved = {k: os.environ.get(k) for k in cluster.client_env()}
+    os.environ.update(cluster.client_env())  # `qa … --ray` subprocesses present the cluster's token
     try:
         yield cluster
     finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         cluster.stop()
