@@ -117,8 +117,13 @@ def _own_token() -> None:
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN_PATH"] = path
     import atexit
+    import contextlib
 
-    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    def remove() -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+    atexit.register(remove)
 
 
 def disconnect() -> None:
