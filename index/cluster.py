@@ -67,7 +67,8 @@ def connect(address: str) -> bool:
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # the driver's C++ notes are not the user's business
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    for name in ("ray.data", "ray.serve"):  # their progress notes are not the user's business
+        logging.getLogger(name).setLevel(logging.WARNING)
     env = {"env_vars": {"HF_HUB_OFFLINE": "1"}}
     try:
         if address == "local":

@@ -354,6 +354,17 @@ class ShardedIndex(LoadedIndex):
         self.sentence_bm25 = ShardedTerms([s.sentence_bm25 for s in shards], sent)
         self.passage_bm25 = ShardedTerms([s.passage_bm25 for s in shards], pas)
 
+    def searched_by(self, sentences: Sequence, passages: Sequence, sentence_terms: Sequence[Bm25Index],
+                    passage_terms: Sequence[Bm25Index]) -> ShardedIndex:
+        """This index with each shard's searches done by other implementations of the same parts
+        (a ``VectorSearch`` and a BM25 index per shard: e.g. the shard's replicas on Ray Serve,
+        index/serving.py); the merging of their candidates stays the same."""
+        self.sentence_vectors = ShardedVectors(sentences, self._sent)
+        self.passage_vectors = ShardedVectors(passages, self._pass)
+        self.sentence_bm25 = ShardedTerms(sentence_terms, self._sent)
+        self.passage_bm25 = ShardedTerms(passage_terms, self._pass)
+        return self
+
     @classmethod
     def open(cls, index_dir: Path | str) -> ShardedIndex:
         index_dir = Path(index_dir)
