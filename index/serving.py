@@ -43,7 +43,7 @@ from index.shards import ShardedIndex, shard_count, shard_dir
 from index.store import NoIndexError
 from index.vectors import VectorSearch
 
-SHARD_TIMEOUT = 6.0  # seconds a question waits for a shard (all tries together) before 503
+SHARD_TIMEOUT = 3.0  # seconds a question waits for a shard (all tries together) before 503
 RETRY_AFTER_SECONDS = 5
 KEEP_GENERATIONS = 2  # a replica keeps the generations last asked for (requests in flight use the older)
 REPLICA_CPUS = 0.25  # what Ray reserves per replica: searches are short, the machine's cores are shared

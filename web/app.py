@@ -144,11 +144,13 @@ def is_loopback(host: str) -> bool:
 
 def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           keys: Path | None = None, no_auth: bool = False, watch: Path | None = None,
-          settle: float = SETTLE_SECONDS, ray: str | None = None, replicas: int = 1) -> int:
+          settle: float = SETTLE_SECONDS, ray: str | None = None, replicas: int = 1,
+          shard_timeout: float | None = None) -> int:
     """Serve the chat and API until interrupted; returns the exit code.
 
     ``ray`` (a cluster's address, or ``local``) serves a sharded index's shards as Ray Serve
-    deployments of ``replicas`` replicas each; this process answers from their candidates.
+    deployments of ``replicas`` replicas each; this process answers from their candidates, and a
+    question that a shard does not answer within ``shard_timeout`` seconds gets a 503.
 
     Without ``keys``, only a loopback address is served, unless ``no_auth`` says that anyone who
     can reach the server may change its documents."""
@@ -189,11 +191,14 @@ def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, w
     if ray is not None and not 1 <= replicas <= 16:
         print("qa: --replicas must be from 1 to 16", file=sys.stderr)
         return 2
+    if shard_timeout is not None and not 0.1 <= shard_timeout <= 300:
+        print("qa: --shard-timeout must be from 0.1 to 300 seconds", file=sys.stderr)
+        return 2
     os.environ[INDEX_ENV] = str(index_dir)
     _limit_torch_threads(workers)
     shards = None
     if ray is not None:
-        shards = _deploy(index_dir, ray, replicas)
+        shards = _deploy(index_dir, ray, replicas, shard_timeout)
         if shards is None:
             return 1
     if index_version(index_dir) is None and watch is not None:
@@ -226,14 +231,14 @@ def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, w
     return 0
 
 
-def _deploy(index_dir: Path, address: str, replicas: int):
+def _deploy(index_dir: Path, address: str, replicas: int, timeout: float | None):
     """Join the cluster and deploy the index's shards; None (after saying why) when that fails."""
     from index.cluster import ClusterUnavailableError, connect, disconnect
-    from index.serving import RayShards
+    from index.serving import SHARD_TIMEOUT, RayShards
     from index.store import UnusableIndexError
 
     try:
-        shards = RayShards(index_dir, replicas)
+        shards = RayShards(index_dir, replicas, timeout or SHARD_TIMEOUT)
     except UnusableIndexError as e:
         print(f"qa: {e}", file=sys.stderr)
         return None
