@@ -117,11 +117,29 @@ class RemoteShard:
         self.generation = generation
         self.timeout = timeout
 
-    def call(self, method: str, *args: Any) -> Any:
+    def start(self, method: str, *args: Any) -> Callable[[], Any]:
+        """Send the call now; the returned function waits for its result (retrying as ``call``)."""
         import ray.exceptions
 
         deadline = time.monotonic() + self.timeout
-        why = "no replica is running"
+        try:
+            response = getattr(self.handle, method).remote(self.generation, *args)
+        except ray.exceptions.RayError:
+            return lambda: self.call(method, *args, deadline=deadline)
+
+        def result() -> Any:
+            try:
+                return response.result(timeout_s=max(0.0, deadline - time.monotonic()))
+            except (TimeoutError, ray.exceptions.RayError):
+                return self.call(method, *args, deadline=deadline)
+
+        return result
+
+    def call(self, method: str, *args: Any, deadline: float | None = None) -> Any:
+        import ray.exceptions
+
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
+        why = f"no replica answered within {self.timeout:g} s"
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -129,7 +147,7 @@ class RemoteShard:
             try:
                 return getattr(self.handle, method).remote(self.generation, *args).result(timeout_s=left)
             except (TimeoutError, ray.exceptions.GetTimeoutError):
-                why = f"no replica answered within {self.timeout:.0f} s"
+                why = f"no replica answered within {self.timeout:g} s"
             except ray.exceptions.RayError as e:  # the replica died mid-call, or is being replaced: try another
                 why = f"{type(e).__name__}"
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
@@ -156,8 +174,11 @@ class RemoteVectors:
         return f"shard {self.shard.shard} on Ray Serve"
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, ids = self.shard.call("search", self.kind, np.ascontiguousarray(queries, np.float32), int(k))
-        return np.asarray(scores), np.asarray(ids)
+        return self.start_search(queries, k)()
+
+    def start_search(self, queries: np.ndarray, k: int) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        get = self.shard.start("search", self.kind, np.ascontiguousarray(queries, np.float32), int(k))
+        return lambda: tuple(np.asarray(x) for x in get())  # type: ignore[return-value]
 
     def vectors(self, ids: Sequence[int] | np.ndarray | slice) -> np.ndarray:
         return self.stored.vectors(ids)
@@ -176,11 +197,18 @@ class RemoteTerms:
         return getattr(self.local, name)
 
     def top(self, terms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        ids, scores = self.shard.call("top", self.kind, list(terms), int(k))
-        return np.asarray(ids), np.asarray(scores)
+        return self.start_top(terms, k)()
+
+    def start_top(self, terms: Sequence[str], k: int) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        get = self.shard.start("top", self.kind, list(terms), int(k))
+        return lambda: tuple(np.asarray(x) for x in get())  # type: ignore[return-value]
 
     def scores(self, terms: Sequence[str]) -> np.ndarray:
-        return np.asarray(self.shard.call("scores", self.kind, list(terms)))
+        return self.start_scores(terms)()
+
+    def start_scores(self, terms: Sequence[str]) -> Callable[[], np.ndarray]:
+        get = self.shard.start("scores", self.kind, list(terms))
+        return lambda: np.asarray(get())
 
 
 class RayShards:

@@ -31,6 +31,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -169,6 +170,15 @@ def _merge_top(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.n
     return ids[order], scores[order]
 
 
+def _started(part: object, method: str, *args: object) -> Callable[[], Any]:
+    """``part.method(*args)`` as a call to collect later: started now when the part can start it
+    (``start_<method>``: a shard searched elsewhere), else run when collected."""
+    start = getattr(part, f"start_{method}", None)
+    if start is not None:
+        return start(*args)
+    return lambda: getattr(part, method)(*args)
+
+
 class ShardedVectors:
     """A ``VectorSearch`` over every shard's vector index: each searched, the best merged."""
 
@@ -191,12 +201,14 @@ class ShardedVectors:
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
         scores = np.full((len(queries), k), -np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
-        found = []
+        # Every shard is asked before any answer is awaited: shards searched elsewhere (a part with
+        # ``start_search``, index/serving.py) work side by side; in-process parts run in turn.
+        pending = []
         for s, part in enumerate(self.parts):
             kk = min(k, part.ntotal)
             if kk > 0:
-                sc, ix = part.search(queries, kk)
-                found.append((s, sc, ix))
+                pending.append((s, _started(part, "search", queries, kk)))
+        found = [(s, *get()) for s, get in pending]
         for r in range(len(queries)):
             lists = [(ix[r][ix[r] >= 0] + self.offsets.starts[s], sc[r][ix[r] >= 0]) for s, sc, ix in found]
             got_ids, got_scores = _merge_top(lists, k)
@@ -236,7 +248,8 @@ class ShardedTerms(Bm25Index):
         return self.max_idf
 
     def scores(self, terms: Sequence[str]) -> np.ndarray:
-        return np.concatenate([p.scores(terms) for p in self.parts])
+        pending = [_started(p, "scores", terms) for p in self.parts]
+        return np.concatenate([get() for get in pending])
 
     def scores_for(self, terms: Sequence[str], docs: Sequence[int] | np.ndarray) -> np.ndarray:
         docs_arr = np.asarray(docs, np.int64)
@@ -246,9 +259,10 @@ class ShardedTerms(Bm25Index):
         return out
 
     def top(self, terms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        pending = [_started(p, "top", terms, k) for p in self.parts]
         lists = []
-        for s, p in enumerate(self.parts):
-            ids, sc = p.top(terms, k)
+        for s, get in enumerate(pending):
+            ids, sc = get()
             lists.append((ids + self.offsets.starts[s], sc))
         return _merge_top(lists, k)
 
