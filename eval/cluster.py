@@ -4,6 +4,7 @@ on loopback (head 127.0.0.2, worker 127.0.0.3, one CPU each: the machine's two c
     python -m eval.cluster                      # SQuAD v1.1 dev, first 8 articles; 200 questions
     python -m eval.cluster --articles 4 --questions 100
     python -m eval.cluster --smoke              # the demo corpus and its gold questions (CI)
+    python -m eval.cluster --ray 127.0.0.2:6379 # on a running cluster (RAY_AUTH_* in the environment)
 
 Figures, each measured here, in this run:
 
@@ -105,6 +106,7 @@ def _corpus(work: Path, articles: int, questions: int, smoke: bool) -> tuple[Pat
 
 
 def _kill_under_load(url: str, app: str, question: str, clients: int = 3, each: int = 30) -> dict[str, Any]:
+    """``clients`` threads each send ``each`` questions; one replica of ``app`` is killed after 1 s."""
     import httpx
 
     victims = replica_pids(app)
@@ -143,16 +145,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster: LocalCluster | None = None
     servers = []
     try:
-        print("starting the two-node cluster …", file=sys.stderr)
-        cluster = start_cluster(2)
-        env = {**os.environ, **cluster.client_env(), "HF_HUB_OFFLINE": "1"}
-        os.environ.update(cluster.client_env())
+        if args.ray:
+            address = args.ray
+        else:
+            print("starting the two-node cluster …", file=sys.stderr)
+            cluster = start_cluster(2)
+            address = cluster.address
+            os.environ.update(cluster.client_env())
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         for d in ("local", "ray", "sharded"):
             shutil.rmtree(work / d, ignore_errors=True)
         print("ingest: local build …", file=sys.stderr)
         t_local, rep_local = _qa(["index", str(corpus), "--index", str(work / "local")], env)
         print("ingest: Ray build …", file=sys.stderr)
-        t_ray, rep_ray = _qa(["index", str(corpus), "--index", str(work / "ray"), "--ray", cluster.address], env)
+        t_ray, rep_ray = _qa(["index", str(corpus), "--index", str(work / "ray"), "--ray", address], env)
         out["ingest"] = {"sentences": rep_local["sentences"], "local_s": round(t_local, 1), "ray_s": round(t_ray, 1),
                          "ratio": round(t_local / t_ray, 3),
                          "same_sentences": rep_ray["sentences"] == rep_local["sentences"]}
@@ -162,7 +168,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plain = start_server(work / "local", log=work / "plain.log")
         servers.append(plain)
         sharded = start_server(work / "sharded", log=work / "sharded.log",
-                               extra=["--ray", cluster.address, "--replicas", "1"])
+                               extra=["--ray", address, "--replicas", "1"])
         servers.append(sharded)
         for it in items[:3]:  # warm both
             _post(plain.url, it.question)
@@ -194,7 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         print("faults: 2 replicas per shard, one killed under load …", file=sys.stderr)
         sharded2 = start_server(work / "sharded", log=work / "sharded2.log",
-                                extra=["--ray", cluster.address, "--replicas", "2"])
+                                extra=["--ray", address, "--replicas", "2"])
         servers.append(sharded2)
         out["faults"] = _kill_under_load(sharded2.url, apps[0], items[0].question)
     finally:
@@ -232,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--articles", type=int, default=8, help="SQuAD v1.1 dev articles in the corpus (default 8)")
     ap.add_argument("--questions", type=int, default=200, help="questions asked (default 200)")
     ap.add_argument("--smoke", action="store_true", help="the demo corpus and its gold questions (a quick CI run)")
+    ap.add_argument("--ray", metavar="ADDRESS", help="use this running cluster instead of starting one")
     ap.add_argument("--work", help="keep the corpus, indexes and logs here (default: a temp folder, removed)")
     ap.add_argument("--note", default="", help="the machine's state, printed with the figures")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")

@@ -187,3 +187,29 @@ def test_a_shard_whose_only_replica_is_down_is_a_503_until_it_is_back(ray_cluste
     finally:
         stop_server(server)
     assert replica_pids(index, 1) == []  # stopping the server removed its deployments
+
+
+def test_serving_an_unsharded_index_on_ray_is_a_clear_error(demo_index: Path) -> None:
+    pytest.importorskip("ray")
+    r = run_qa("serve", "--index", str(demo_index), "--ray", "127.0.0.2:1", "--port", "1", timeout=120)
+    assert r.returncode == 1
+    assert "is not a sharded index" in r.stderr and "--shards N" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_cluster_benchmark_prints_every_figure(ray_cluster, tmp_path: Path) -> None:
+    """`python -m eval.cluster --smoke` on the session's cluster (CI's short run of the benchmark)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "eval.cluster", "--smoke", "--questions", "20", "--ray",
+                        ray_cluster.address, "--json", str(tmp_path / "c.json")], capture_output=True, text=True,
+                       timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+
+    fig = json.loads((tmp_path / "c.json").read_text())
+    assert fig["same_answers"]["share"] == 1.0 and fig["same_answers"]["non_200"] == 0
+    assert fig["faults"]["lost"] == 0 and fig["ingest"]["same_sentences"]
+    for row in ("ingest through Ray", "same answer and top citation", "question p50", "memory of one shard replica",
+                "requests lost"):
+        assert row in r.stdout
