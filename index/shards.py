@@ -198,23 +198,31 @@ class ShardedVectors:
         return " + ".join(p.describe() for p in self.parts)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.start_search(queries, k)()
+
+    def start_search(self, queries: np.ndarray, k: int) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """``search``, begun now and merged when the returned function is called. Every shard is
+        asked before any answer is awaited: shards searched elsewhere (a part with
+        ``start_search``, index/serving.py) work side by side; in-process parts run when collected."""
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
-        scores = np.full((len(queries), k), -np.inf, np.float32)
-        ids = np.full((len(queries), k), -1, np.int64)
-        # Every shard is asked before any answer is awaited: shards searched elsewhere (a part with
-        # ``start_search``, index/serving.py) work side by side; in-process parts run in turn.
         pending = []
         for s, part in enumerate(self.parts):
             kk = min(k, part.ntotal)
             if kk > 0:
                 pending.append((s, _started(part, "search", queries, kk)))
-        found = [(s, *get()) for s, get in pending]
-        for r in range(len(queries)):
-            lists = [(ix[r][ix[r] >= 0] + self.offsets.starts[s], sc[r][ix[r] >= 0]) for s, sc, ix in found]
-            got_ids, got_scores = _merge_top(lists, k)
-            ids[r, : len(got_ids)] = got_ids
-            scores[r, : len(got_ids)] = got_scores
-        return scores, ids
+
+        def merged() -> tuple[np.ndarray, np.ndarray]:
+            scores = np.full((len(queries), k), -np.inf, np.float32)
+            ids = np.full((len(queries), k), -1, np.int64)
+            found = [(s, *get()) for s, get in pending]
+            for r in range(len(queries)):
+                lists = [(ix[r][ix[r] >= 0] + self.offsets.starts[s], sc[r][ix[r] >= 0]) for s, sc, ix in found]
+                got_ids, got_scores = _merge_top(lists, k)
+                ids[r, : len(got_ids)] = got_ids
+                scores[r, : len(got_ids)] = got_scores
+            return scores, ids
+
+        return merged
 
     def vectors(self, ids) -> np.ndarray:
         if isinstance(ids, slice):
@@ -259,12 +267,20 @@ class ShardedTerms(Bm25Index):
         return out
 
     def top(self, terms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.start_top(terms, k)()
+
+    def start_top(self, terms: Sequence[str], k: int) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """``top``, begun now in every shard and merged when the returned function is called."""
         pending = [_started(p, "top", terms, k) for p in self.parts]
-        lists = []
-        for s, get in enumerate(pending):
-            ids, sc = get()
-            lists.append((ids + self.offsets.starts[s], sc))
-        return _merge_top(lists, k)
+
+        def merged() -> tuple[np.ndarray, np.ndarray]:
+            lists = []
+            for s, get in enumerate(pending):
+                ids, sc = get()
+                lists.append((ids + self.offsets.starts[s], sc))
+            return _merge_top(lists, k)
+
+        return merged
 
 
 class ShardedTokens(TokenStore):

@@ -95,3 +95,41 @@ def test_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "cannot reach the Ray cluster" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x" / "CURRENT").exists()
+
+
+def test_kill_9_during_a_ray_build_leaves_old_or_new_never_a_mix(ray_cluster, tmp_path: Path, demo_index: Path,
+                                                                  engine) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import QA
+    from tests.test_faults import _check_consistent, _new_version
+
+    new_corpus = _new_version(tmp_path)
+    versions = {
+        "old": {p.name: p.read_text(encoding="utf-8") for p in CORPUS.glob("*.txt")},
+        "new": {p.name: p.read_text(encoding="utf-8") for p in new_corpus.glob("*.txt")},
+    }
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    ix = tmp_path / "ix"
+    shutil.copytree(demo_index, ix)
+    cmd = [QA, "index", str(new_corpus), "--index", str(ix), "-q", "--ray", ray_cluster.address]
+    t0 = time.monotonic()
+    subprocess.run(cmd, check=True, env=env, timeout=600, capture_output=True)
+    full = time.monotonic() - t0
+    assert _check_consistent(ix, versions, engine.encoder) == "new"
+    shutil.rmtree(ix)
+    shutil.copytree(demo_index, ix)
+    outcomes = []
+    for share in (0.3, 0.6, 0.85):  # connecting, computing on the cluster, writing
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(share * full)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        outcomes.append(_check_consistent(ix, versions, engine.encoder))
+    print(f"kill -9 of a Ray build ({full:.1f} s) at 30/60/85%: {outcomes}")
+    subprocess.run(cmd, check=True, env=env, timeout=600, capture_output=True)
+    assert _check_consistent(ix, versions, engine.encoder) == "new"
+    assert not list(ix.glob("gen-*.tmp"))
