@@ -21,6 +21,11 @@ each shard and merges the best (exact search: the same ids as one index over eve
 ``ShardedVectors`` (a ``VectorSearch``) and ``ShardedTerms`` (BM25), so `qa ask` and `qa serve` answer
 from all shards in one process, with the answers of the unsharded index (ties between equal scores
 may break another way, as ids are numbered shard by shard).
+
+**Asking a cluster.** ``ShardedIndex.searched_by`` puts in other implementations of each shard's
+searchers (``qa serve --ray``: the shard's Ray Serve replicas, index/serving.py); the merging stays
+here, and parts that can begin a search (``start_search``, ``start_top``) are all asked before any
+is awaited.
 """
 
 from __future__ import annotations

@@ -133,3 +133,14 @@ def test_kill_9_during_a_ray_build_leaves_old_or_new_never_a_mix(ray_cluster, tm
     subprocess.run(cmd, check=True, env=env, timeout=600, capture_output=True)
     assert _check_consistent(ix, versions, engine.encoder) == "new"
     assert not list(ix.glob("gen-*.tmp"))
+
+
+def test_nothing_imports_ray_unless_a_cluster_is_named() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, web.app, qa.cli, qa.engine, index.build, index.__main__, web.__main__, eval.cluster; "
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
