@@ -231,11 +231,14 @@ class RayIngest:
 
         if not batches:
             return
-        actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # One actor per CPU of the cluster, as many as are free now (Ray Serve replicas may hold some),
+        # at least one: a pool that waited for CPUs someone else holds would never start.
+        free = int(ray.available_resources().get("CPU", 0))
+        actors = max(1, min(free or 1, int(ray.cluster_resources().get("CPU", 1)), len(batches)))
         items = [{"i": i, "chunk": pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)} for i, b in enumerate(batches)]
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _EmbedAnnotate, fn_constructor_args=(self.encoder_name, pooled_passages), batch_size=1,
-            batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=min(actors, len(items))), num_cpus=1)
+            batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=1)
         waiting: dict[int, Any] = {}
         want = 0
         for row in ds.iter_rows():

@@ -46,7 +46,8 @@ from index.vectors import VectorSearch
 SHARD_TIMEOUT = 3.0  # seconds a question waits for a shard (all tries together) before 503
 RETRY_AFTER_SECONDS = 5
 KEEP_GENERATIONS = 2  # a replica keeps the generations last asked for (requests in flight use the older)
-REPLICA_CPUS = 0.25  # what Ray reserves per replica: searches are short, the machine's cores are shared
+REPLICA_CPUS = 0  # a replica reserves no CPU: its searches take milliseconds, and a build on the same cluster
+# (one actor per CPU, index/cluster.py) must not wait for CPUs that idle replicas hold
 KINDS = ("sentences", "passages")
 
 

@@ -100,6 +100,15 @@ def test_answers_are_the_in_process_sharded_answers(two_replicas) -> None:
         assert got["answer"] == want.answer, q.question
         assert [(c["doc_id"], c["start"]) for c in got["citations"][:1]] == [
             (c.doc_id, c.start) for c in want.citations[:1]]
+    # A follow-up is read with the turn before, as without Ray.
+    from qa.followup import Previous
+
+    first = ask(url, QUESTIONS[0]).json()
+    prev = {"question": QUESTIONS[0], "doc_id": first["citations"][0]["doc_id"], "answer": first["answer"]}
+    r = httpx.post(f"{url}/api/ask", json={"question": "who welcomed that?", "previous": prev}, timeout=60)
+    want = local.ask("who welcomed that?", previous=Previous(**prev))
+    assert r.status_code == 200 and r.json()["resolved_question"] == want.resolved_question
+    assert r.json()["answer"] == want.answer and want.answer
 
 
 def test_an_upload_and_a_delete_go_to_their_shard(two_replicas) -> None:
