@@ -7,8 +7,8 @@ Two Ray Data stages:
    and hashed where the task runs; a file whose hash is the one in the live index is reused as it
    is (its vectors are copied, not computed again); any other is extracted (``load_bytes``) and
    split (``prepare_document``). Unreadable files come back as skipped, with their reason.
-2. **embed and annotate** (``map_batches`` with an actor class, a pool of one actor per cluster
-   CPU): each actor loads the encoder and spaCy once, then takes batches of about
+2. **embed and annotate** (``map_batches`` with an actor class, a pool of one actor per free
+   CPU of the cluster): each actor loads the encoder and spaCy once, then takes batches of about
    ``RAY_CHUNK_SENTENCES`` new sentences. The results stream back in order (``preserve_order``)
    to ``write_generation``, the same writer the local build uses: it writes each batch as it
    arrives and publishes the generation atomically, under the index folder's lock, so a ``kill -9``
@@ -231,14 +231,14 @@ class RayIngest:
 
         if not batches:
             return
-        # One actor per CPU of the cluster, as many as are free now (Ray Serve replicas may hold some),
-        # at least one: a pool that waited for CPUs someone else holds would never start.
+        # A fixed pool of one actor per CPU free now (at least one): a pool sized by the cluster's
+        # total would wait forever for CPUs another job holds; an autoscaling one started only one.
         free = int(ray.available_resources().get("CPU", 0))
         actors = max(1, min(free or 1, int(ray.cluster_resources().get("CPU", 1)), len(batches)))
         items = [{"i": i, "chunk": pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)} for i, b in enumerate(batches)]
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _EmbedAnnotate, fn_constructor_args=(self.encoder_name, pooled_passages), batch_size=1,
-            batch_format="numpy", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=1)
+            batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
         waiting: dict[int, Any] = {}
         want = 0
         for row in ds.iter_rows():
