@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install torch==2.13.0 -e '.[dev]'
+	$(BIN)/pip install torch==2.13.0 -e '.[dev,cluster]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -54,6 +54,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "with the collection's statistics shared, so answers equal the unsharded index's; `qa ask` and "
         "`qa serve` answer from all shards",
     )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="read, split, embed and annotate on a Ray cluster (HEAD_IP:PORT of `ray start --head`; `local`: a "
+        "throw-away cluster on this machine) with Ray Data; this process writes and publishes the index. "
+        "Needs citeqa[cluster]",
+    )
     p.add_argument("--rebuild", action="store_true", help="ignore the existing index and re-embed everything")
     p.add_argument("--json", action="store_true", help="print the build report as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -66,15 +74,32 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
     from index.shards import shard_count
 
+    ingest = None
+    joined = False
     try:
+        if args.ray is not None:
+            from index.cluster import ClusterUnavailableError, RayIngest, connect, disconnect
+
+            try:
+                joined = connect(args.ray)
+            except ClusterUnavailableError as e:
+                print(f"qa: {e}", file=sys.stderr)
+                return 1
+            ingest = RayIngest(args.encoder)
         if args.shards is not None or shard_count(args.index) is not None:
-            return _run_sharded(args, log)
+            return _run_sharded(args, log, ingest)
         report = build_index(
-            args.corpus, args.index, encoder_name=args.encoder, passage_vectors=args.passage_vectors, rebuild=args.rebuild, progress=not args.quiet, log=log
+            args.corpus, args.index, encoder_name=args.encoder, passage_vectors=args.passage_vectors, rebuild=args.rebuild,
+            progress=not args.quiet, log=log, ingest=ingest,
         )
     except BuildError as e:
         print(f"qa: {e}", file=sys.stderr)
         return 1
+    finally:
+        if joined:
+            disconnect()
+    if ingest is not None:
+        log(f"embedded and annotated on {len(ingest.nodes)} node(s) of the Ray cluster at {args.ray}")
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -88,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_sharded(args: argparse.Namespace, log) -> int:
+def _run_sharded(args: argparse.Namespace, log, ingest=None) -> int:
     from index.build import BuildError
     from index.shards import build_sharded, shard_count
     from index.store import UnusableIndexError
@@ -97,7 +122,8 @@ def _run_sharded(args: argparse.Namespace, log) -> int:
         shards = args.shards if args.shards is not None else shard_count(args.index)
         assert shards is not None
         reports = build_sharded(args.corpus, args.index, shards, log=log, encoder_name=args.encoder,
-                                passage_vectors=args.passage_vectors, rebuild=args.rebuild, progress=not args.quiet)
+                                passage_vectors=args.passage_vectors, rebuild=args.rebuild, progress=not args.quiet,
+                                ingest=ingest)
     except (BuildError, UnusableIndexError) as e:
         print(f"qa: {e}", file=sys.stderr)
         return 1

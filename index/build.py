@@ -9,15 +9,16 @@ from __future__ import annotations
 import fcntl
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from index.annotate import ANNOTATOR_VERSION, annotate
+from index.annotate import ANNOTATOR_VERSION, Annotation, annotate
 from index.arrays import NpyAppender
 from index.bm25 import Bm25Builder
 from index.documents import (
@@ -184,14 +185,18 @@ def build_index(
     rebuild: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    ingest: ClusterIngest | None = None,
 ) -> BuildReport:
+    """Build (or update) the index at ``index_dir`` from ``corpus_dir``; ``ingest`` reads, splits,
+    embeds and annotates on a cluster (``index.cluster.RayIngest``) while this process writes."""
     corpus_dir = Path(corpus_dir)
     index_dir = Path(index_dir)
     t0 = time.perf_counter()
     if not corpus_dir.is_dir():
         raise BuildError(f"corpus folder {corpus_dir} does not exist or is not a folder")
     with build_lock(index_dir, wait=LOCK_WAIT_SECONDS, log=log):
-        return _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0, select)
+        return _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0, select,
+                             ingest)
 
 
 # A running server holds the lock for the seconds an upload takes: `qa index` waits for it.
@@ -233,7 +238,7 @@ def build_lock(index_dir: Path, *, wait: float = 0.0, log: Callable[[str], None]
 
 
 def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild, progress, log, t0,
-                  select=None) -> BuildReport:
+                  select=None, ingest: ClusterIngest | None = None) -> BuildReport:
     # Leftovers of builds that were killed midway.
     remove_unpublished(index_dir)
 
@@ -277,7 +282,12 @@ def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild,
     for doc_id in listing.left_out:
         log(f"left out {doc_id}: deleted through the API (upload it again to bring it back)")
     files = listing.files if select is None else [(p, d) for p, d in listing.files if select(d)]
-    docs, skipped, reused = _load_corpus(corpus_dir, old, progress, files)
+    prepared: dict[str, PreparedDocument] | None = None
+    if ingest is not None:
+        ingest = ingest.for_encoder(encoder_name)
+        docs, skipped, reused, prepared = ingest.read(files, old)
+    else:
+        docs, skipped, reused = _load_corpus(corpus_dir, old, progress, files)
     report.skipped = skipped
     for s in skipped:
         log(f"skipped {s.path}: {s.reason}")
@@ -289,7 +299,8 @@ def _build_locked(corpus_dir, index_dir, encoder_name, passage_vectors, rebuild,
         )
 
     return write_generation(index_dir, docs, reused, old, encoder_name, report, passage_vectors=passage_vectors,
-                            progress=progress, log=log, t0=t0)
+                            progress=progress, log=log, t0=t0, prepared=prepared, compute=ingest,
+                            chunk_sentences=ingest.chunk_sentences if ingest is not None else 0)
 
 
 def write_generation(
@@ -306,6 +317,9 @@ def write_generation(
     progress: bool = False,
     log: Callable[[str], None] = print,
     t0: float | None = None,
+    prepared: dict[str, PreparedDocument] | None = None,
+    compute: ChunkCompute | None = None,
+    chunk_sentences: int = 0,
 ) -> BuildReport:
     """Write ``docs`` as a new generation and publish it; the caller holds the build lock.
 
@@ -315,6 +329,11 @@ def write_generation(
     ``before_publish`` runs once the generation is complete on disk and before CURRENT points at
     it (an upload saves its file there, so the file is never behind the index). When nothing
     changed, the live generation stays as it is.
+
+    ``prepared`` holds new documents already split (``prepare_document``) elsewhere, by id;
+    ``compute`` embeds and annotates the batches of new documents (default: ``LocalCompute``, here);
+    ``chunk_sentences`` sets the batches' size (default CHUNK_SENTENCES). Whoever computes, this
+    one writer writes the generation and publishes it.
     """
     t0 = time.perf_counter() if t0 is None else t0
     if passage_vectors is None:  # an upload: as the index it goes into
@@ -326,7 +345,7 @@ def write_generation(
             continue
         prev = old.docs.get(doc.doc_id) if old is not None else None
         (report.changed if prev is not None else report.added).append(doc.doc_id)
-        new_docs.append(prepare_document(doc))
+        new_docs.append(prepared[doc.doc_id] if prepared is not None else prepare_document(doc))
     if old is not None:
         current = {d.doc_id for d in docs}
         report.removed = [d for d in old.docs if d not in current]
@@ -341,7 +360,9 @@ def write_generation(
 
     report.timings["read and split"] = time.perf_counter() - t0
     n_new_sents = sum(len(nd.sents) for nd in new_docs)
-    if new_docs:
+    if new_docs and compute is not None:
+        dim = compute.dim  # the encoder runs elsewhere (on a cluster)
+    elif new_docs:
         t = time.perf_counter()
         if encoder is None:
             encoder = load_encoder(encoder_name)
@@ -374,107 +395,100 @@ def write_generation(
 
             bar = tqdm(total=n_new_sents, desc="indexing", unit="sentence", leave=False)
         # Documents go through in consecutive batches of about CHUNK_SENTENCES new sentences: the
-        # encoder embeds a batch in a worker thread while this thread annotates it with spaCy, then
-        # the batch is written out (records to SQLite, vectors and token vectors appended to their
+        # encoder embeds a batch in a worker thread while this thread annotates it with spaCy (or a
+        # cluster embeds and annotates the batches: ``compute``), then the batch is written out (records to SQLite, vectors and token vectors appended to their
         # files). Nothing grows with the collection but the BM25 term ids and the row arrays.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citeqa-encoder") as pool:
-            for chunk in _chunks(docs, new_by_id):
-                chunk_new = [new_by_id[d.doc_id] for d in chunk if d.doc_id in new_by_id]
-                embedded: Future[_Embedded] | None = None
-                mentions: list = []
-                if chunk_new:
-                    assert encoder is not None
-                    embedded = pool.submit(_embed, encoder, chunk_new, passage_vectors == "pooled")
-                    t = time.perf_counter()
-                    mentions = annotate(
-                        [nd.doc.text[s:e] for nd in chunk_new for s, e in nd.sents],
-                        [nd.doc.date.iso if nd.doc.date else None for nd in chunk_new for _ in nd.sents],
-                    )
-                    report.timings["annotate"] += time.perf_counter() - t
-                    t = time.perf_counter()
-                    emb = embedded.result()
-                    report.timings["waiting for the encoder"] += time.perf_counter() - t
-                    report.timings["embed (beside annotating)"] += emb.seconds
-                    report.embedded_texts += emb.texts
-                t = time.perf_counter()
-                soff = poff = 0
-                for doc in chunk:
-                    w.add_document(ord_of[doc.doc_id], doc.doc_id,
-                                   doc.title, doc.text, doc.content_hash,
-                                   (doc.date.iso, doc.date.start, doc.date.end) if doc.date else None,
-                                   format=doc.format, date_source=doc.date.source if doc.date else None,
-                                   page_starts=doc.page_starts, furniture=doc.furniture)
-                    if doc.doc_id not in new_by_id:
-                        assert old is not None and old_tokens is not None
-                        title_terms.add_from(old.title_terms, old.docs[doc.doc_id].ord, old.docs[doc.doc_id].ord)
-                        old_sids = old.doc_sentences[doc.doc_id]
-                        old_pids = old.doc_passages[doc.doc_id]
-                        sid_map = {o: sid + i for i, o in enumerate(old_sids)}
-                        pid_map = {o: pid + i for i, o in enumerate(old_pids)}
-                        w.add_sentences(
-                            (sid_map[o], doc.doc_id, i, int(old.sent_start[o]), int(old.sent_end[o]),
-                             pid_map[int(old.sent_passage[o])], old.sent_page[o])
-                            for i, o in enumerate(old_sids)
-                        )
-                        w.add_passages(
-                            (pid_map[o], doc.doc_id, sid_map[int(old.pass_first[o])], sid_map[int(old.pass_last[o])],
-                             int(old.pass_start[o]), int(old.pass_end[o]))
-                            for o in old_pids
-                        )
-                        w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
-                        w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
-                        out.sentences.append(old.sentence_vectors.vectors(slice(old_sids.start, old_sids.stop)))
-                        out.passages.append(old.passage_vectors.vectors(slice(old_pids.start, old_pids.stop)))
-                        if len(old_sids):
-                            a, b = int(old_tokens.starts[old_sids.start]), int(old_tokens.starts[old_sids.stop])
-                            out.add_tokens(np.asarray(old_tokens.tokens[a:b]),
-                                           np.diff(np.asarray(old_tokens.starts[old_sids.start : old_sids.stop + 1])))
-                            sent_terms.add_from(old.sentence_bm25, old_sids[0], old_sids[-1])
-                            mention_terms.add_from(old.mention_terms, int(old.mention_bounds[old_sids[0]]),
-                                                   int(old.mention_bounds[old_sids[-1] + 1]) - 1)
-                        if len(old_pids):
-                            pass_terms.add_from(old.passage_bm25, old_pids[0], old_pids[-1])
-                        sid += len(old_sids)
-                        pid += len(old_pids)
-                        continue
-                    nd = new_by_id[doc.doc_id]
-                    assert embedded is not None
-                    ns, np_ = len(nd.sents), len(nd.passages)
-                    # Each sentence belongs to the first passage that contains it.
-                    owner = [0] * ns
-                    for j, (first, last, _, _) in reversed(list(enumerate(nd.passages))):
-                        for k in range(first, last + 1):
-                            owner[k] = j
+        chunks = list(_chunks(docs, new_by_id, chunk_sentences))
+        news = [[new_by_id[d.doc_id] for d in c if d.doc_id in new_by_id] for c in chunks]
+        if compute is None:
+            assert encoder is not None or not new_docs
+            compute = LocalCompute(encoder) if encoder is not None else None
+        results = iter(compute([n for n in news if n], passage_vectors == "pooled", report)) if compute else iter(())
+        for chunk, chunk_new in zip(chunks, news, strict=True):
+            emb: _Embedded | None = None
+            mentions: list[Annotation] = []
+            if chunk_new:
+                emb, mentions = next(results)
+            t = time.perf_counter()
+            soff = poff = 0
+            for doc in chunk:
+                w.add_document(ord_of[doc.doc_id], doc.doc_id,
+                               doc.title, doc.text, doc.content_hash,
+                               (doc.date.iso, doc.date.start, doc.date.end) if doc.date else None,
+                               format=doc.format, date_source=doc.date.source if doc.date else None,
+                               page_starts=doc.page_starts, furniture=doc.furniture)
+                if doc.doc_id not in new_by_id:
+                    assert old is not None and old_tokens is not None
+                    title_terms.add_from(old.title_terms, old.docs[doc.doc_id].ord, old.docs[doc.doc_id].ord)
+                    old_sids = old.doc_sentences[doc.doc_id]
+                    old_pids = old.doc_passages[doc.doc_id]
+                    sid_map = {o: sid + i for i, o in enumerate(old_sids)}
+                    pid_map = {o: pid + i for i, o in enumerate(old_pids)}
                     w.add_sentences(
-                        (sid + k, doc.doc_id, k, s, e, pid + owner[k], nd.pages[k]) for k, (s, e) in enumerate(nd.sents)
+                        (sid_map[o], doc.doc_id, i, int(old.sent_start[o]), int(old.sent_end[o]),
+                         pid_map[int(old.sent_passage[o])], old.sent_page[o])
+                        for i, o in enumerate(old_sids)
                     )
                     w.add_passages(
-                        (pid + j, doc.doc_id, sid + first, sid + last, s, e)
-                        for j, (first, last, s, e) in enumerate(nd.passages)
+                        (pid_map[o], doc.doc_id, sid_map[int(old.pass_first[o])], sid_map[int(old.pass_last[o])],
+                         int(old.pass_start[o]), int(old.pass_end[o]))
+                        for o in old_pids
                     )
-                    doc_mentions = mentions[soff : soff + ns]
-                    w.add_mentions((sid + k, m.start, m.end, m.label, m.value)
-                                   for k, a_ in enumerate(doc_mentions) for m in a_.mentions)
-                    w.add_parses((sid + k, a_.parse.to_json()) for k, a_ in enumerate(doc_mentions))
-                    title_terms.add_texts([doc.title])
-                    mention_terms.add_texts(
-                        doc.text[s + m.start : s + m.end]
-                        for (s, _), a_ in zip(nd.sents, doc_mentions, strict=True)
-                        for m in a_.mentions
-                    )
-                    sent_terms.add_texts(doc.text[s:e] for s, e in nd.sents)
-                    pass_terms.add_texts(doc.text[s:e] for _, _, s, e in nd.passages)
-                    out.sentences.append(emb.sent_vecs[soff : soff + ns])
-                    out.passages.append(emb.pass_vecs[poff : poff + np_])
-                    a, b = int(emb.token_starts[soff]), int(emb.token_starts[soff + ns])
-                    out.add_tokens(emb.tokens[a:b], np.diff(emb.token_starts[soff : soff + ns + 1]))
-                    soff += ns
-                    poff += np_
-                    sid += ns
-                    pid += np_
-                report.timings["write records"] += time.perf_counter() - t
-                if bar is not None:
-                    bar.update(sum(len(nd.sents) for nd in chunk_new))
+                    w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
+                    w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
+                    out.sentences.append(old.sentence_vectors.vectors(slice(old_sids.start, old_sids.stop)))
+                    out.passages.append(old.passage_vectors.vectors(slice(old_pids.start, old_pids.stop)))
+                    if len(old_sids):
+                        a, b = int(old_tokens.starts[old_sids.start]), int(old_tokens.starts[old_sids.stop])
+                        out.add_tokens(np.asarray(old_tokens.tokens[a:b]),
+                                       np.diff(np.asarray(old_tokens.starts[old_sids.start : old_sids.stop + 1])))
+                        sent_terms.add_from(old.sentence_bm25, old_sids[0], old_sids[-1])
+                        mention_terms.add_from(old.mention_terms, int(old.mention_bounds[old_sids[0]]),
+                                               int(old.mention_bounds[old_sids[-1] + 1]) - 1)
+                    if len(old_pids):
+                        pass_terms.add_from(old.passage_bm25, old_pids[0], old_pids[-1])
+                    sid += len(old_sids)
+                    pid += len(old_pids)
+                    continue
+                nd = new_by_id[doc.doc_id]
+                assert emb is not None
+                ns, np_ = len(nd.sents), len(nd.passages)
+                # Each sentence belongs to the first passage that contains it.
+                owner = [0] * ns
+                for j, (first, last, _, _) in reversed(list(enumerate(nd.passages))):
+                    for k in range(first, last + 1):
+                        owner[k] = j
+                w.add_sentences(
+                    (sid + k, doc.doc_id, k, s, e, pid + owner[k], nd.pages[k]) for k, (s, e) in enumerate(nd.sents)
+                )
+                w.add_passages(
+                    (pid + j, doc.doc_id, sid + first, sid + last, s, e)
+                    for j, (first, last, s, e) in enumerate(nd.passages)
+                )
+                assert mentions is not None
+                doc_mentions = mentions[soff : soff + ns]
+                w.add_mentions((sid + k, m.start, m.end, m.label, m.value)
+                               for k, a_ in enumerate(doc_mentions) for m in a_.mentions)
+                w.add_parses((sid + k, a_.parse.to_json()) for k, a_ in enumerate(doc_mentions))
+                title_terms.add_texts([doc.title])
+                mention_terms.add_texts(
+                    doc.text[s + m.start : s + m.end]
+                    for (s, _), a_ in zip(nd.sents, doc_mentions, strict=True)
+                    for m in a_.mentions
+                )
+                sent_terms.add_texts(doc.text[s:e] for s, e in nd.sents)
+                pass_terms.add_texts(doc.text[s:e] for _, _, s, e in nd.passages)
+                out.sentences.append(emb.sent_vecs[soff : soff + ns])
+                out.passages.append(emb.pass_vecs[poff : poff + np_])
+                a, b = int(emb.token_starts[soff]), int(emb.token_starts[soff + ns])
+                out.add_tokens(emb.tokens[a:b], np.diff(emb.token_starts[soff : soff + ns + 1]))
+                soff += ns
+                poff += np_
+                sid += ns
+                pid += np_
+            report.timings["write records"] += time.perf_counter() - t
+            if bar is not None:
+                bar.update(sum(len(nd.sents) for nd in chunk_new))
         if bar is not None:
             bar.close()
         t = time.perf_counter()
@@ -506,16 +520,73 @@ def write_generation(
     return report
 
 
-def _chunks(docs: Sequence[Document], new_by_id: dict[str, PreparedDocument]) -> Iterator[list[Document]]:
-    """Consecutive runs of ``docs`` holding about CHUNK_SENTENCES new sentences each (a document is
-    never split; documents copied from the old index cost nothing and ride along)."""
+class ChunkCompute(Protocol):
+    """Embeds and annotates batches of new documents: one (vectors, annotations) per batch, in order."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def __call__(self, batches: list[list[PreparedDocument]], pooled_passages: bool,
+                 report: BuildReport) -> Iterable[tuple[_Embedded, list[Annotation]]]: ...
+
+
+class ClusterIngest(ChunkCompute, Protocol):
+    """Reading and computing elsewhere (``index.cluster.RayIngest``); this process still writes."""
+
+    chunk_sentences: int
+
+    def for_encoder(self, name: str) -> ClusterIngest: ...
+
+    def read(self, files: list[tuple[Path, str]], old: LoadedIndex | None
+             ) -> tuple[list[Document], list[Skipped], set[str], dict[str, PreparedDocument]]: ...
+
+
+def annotate_batch(batch: list[PreparedDocument]) -> list[Annotation]:
+    """Mentions and parses of a batch's sentences (each anchored on its document's date)."""
+    return annotate(
+        [nd.doc.text[s:e] for nd in batch for s, e in nd.sents],
+        [nd.doc.date.iso if nd.doc.date else None for nd in batch for _ in nd.sents],
+    )
+
+
+class LocalCompute:
+    """In this process: the encoder embeds a batch in a worker thread while this thread annotates it
+    with spaCy (the two use both cores)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def __call__(self, batches: list[list[PreparedDocument]], pooled_passages: bool,
+                 report: BuildReport) -> Iterator[tuple[_Embedded, list[Annotation]]]:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="citeqa-encoder") as pool:
+            for batch in batches:
+                embedded: Future[_Embedded] = pool.submit(_embed, self.encoder, batch, pooled_passages)
+                t = time.perf_counter()
+                mentions = annotate_batch(batch)
+                report.timings["annotate"] += time.perf_counter() - t
+                t = time.perf_counter()
+                emb = embedded.result()
+                report.timings["waiting for the encoder"] += time.perf_counter() - t
+                report.timings["embed (beside annotating)"] += emb.seconds
+                report.embedded_texts += emb.texts
+                yield emb, mentions
+
+
+def _chunks(docs: Sequence[Document], new_by_id: dict[str, PreparedDocument], size: int = 0) -> Iterator[list[Document]]:
+    """Consecutive runs of ``docs`` holding about ``size`` (default CHUNK_SENTENCES) new sentences each
+    (a document is never split; documents copied from the old index cost nothing and ride along)."""
+    size = size or CHUNK_SENTENCES
     chunk: list[Document] = []
     n = 0
     for d in docs:
         chunk.append(d)
         nd = new_by_id.get(d.doc_id)
         n += len(nd.sents) if nd is not None else 0
-        if n >= CHUNK_SENTENCES:
+        if n >= size:
             yield chunk
             chunk, n = [], 0
     if chunk:

@@ -21,6 +21,11 @@ each shard and merges the best (exact search: the same ids as one index over eve
 ``ShardedVectors`` (a ``VectorSearch``) and ``ShardedTerms`` (BM25), so `qa ask` and `qa serve` answer
 from all shards in one process, with the answers of the unsharded index (ties between equal scores
 may break another way, as ids are numbered shard by shard).
+
+**Asking a cluster.** ``ShardedIndex.searched_by`` puts in other implementations of each shard's
+searchers (``qa serve --ray``: the shard's Ray Serve replicas, index/serving.py); the merging stays
+here, and parts that can begin a search (``start_search``, ``start_top``) are all asked before any
+is awaited.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -169,6 +175,15 @@ def _merge_top(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.n
     return ids[order], scores[order]
 
 
+def _started(part: object, method: str, *args: object) -> Callable[[], Any]:
+    """``part.method(*args)`` as a call to collect later: started now when the part can start it
+    (``start_<method>``: a shard searched elsewhere), else run when collected."""
+    start = getattr(part, f"start_{method}", None)
+    if start is not None:
+        return start(*args)
+    return lambda: getattr(part, method)(*args)
+
+
 class ShardedVectors:
     """A ``VectorSearch`` over every shard's vector index: each searched, the best merged."""
 
@@ -188,21 +203,31 @@ class ShardedVectors:
         return " + ".join(p.describe() for p in self.parts)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.start_search(queries, k)()
+
+    def start_search(self, queries: np.ndarray, k: int) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """``search``, begun now and merged when the returned function is called. Every shard is
+        asked before any answer is awaited: shards searched elsewhere (a part with
+        ``start_search``, index/serving.py) work side by side; in-process parts run when collected."""
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
-        scores = np.full((len(queries), k), -np.inf, np.float32)
-        ids = np.full((len(queries), k), -1, np.int64)
-        found = []
+        pending = []
         for s, part in enumerate(self.parts):
             kk = min(k, part.ntotal)
             if kk > 0:
-                sc, ix = part.search(queries, kk)
-                found.append((s, sc, ix))
-        for r in range(len(queries)):
-            lists = [(ix[r][ix[r] >= 0] + self.offsets.starts[s], sc[r][ix[r] >= 0]) for s, sc, ix in found]
-            got_ids, got_scores = _merge_top(lists, k)
-            ids[r, : len(got_ids)] = got_ids
-            scores[r, : len(got_ids)] = got_scores
-        return scores, ids
+                pending.append((s, _started(part, "search", queries, kk)))
+
+        def merged() -> tuple[np.ndarray, np.ndarray]:
+            scores = np.full((len(queries), k), -np.inf, np.float32)
+            ids = np.full((len(queries), k), -1, np.int64)
+            found = [(s, *get()) for s, get in pending]
+            for r in range(len(queries)):
+                lists = [(ix[r][ix[r] >= 0] + self.offsets.starts[s], sc[r][ix[r] >= 0]) for s, sc, ix in found]
+                got_ids, got_scores = _merge_top(lists, k)
+                ids[r, : len(got_ids)] = got_ids
+                scores[r, : len(got_ids)] = got_scores
+            return scores, ids
+
+        return merged
 
     def vectors(self, ids) -> np.ndarray:
         if isinstance(ids, slice):
@@ -236,7 +261,8 @@ class ShardedTerms(Bm25Index):
         return self.max_idf
 
     def scores(self, terms: Sequence[str]) -> np.ndarray:
-        return np.concatenate([p.scores(terms) for p in self.parts])
+        pending = [_started(p, "scores", terms) for p in self.parts]
+        return np.concatenate([get() for get in pending])
 
     def scores_for(self, terms: Sequence[str], docs: Sequence[int] | np.ndarray) -> np.ndarray:
         docs_arr = np.asarray(docs, np.int64)
@@ -246,11 +272,20 @@ class ShardedTerms(Bm25Index):
         return out
 
     def top(self, terms: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        lists = []
-        for s, p in enumerate(self.parts):
-            ids, sc = p.top(terms, k)
-            lists.append((ids + self.offsets.starts[s], sc))
-        return _merge_top(lists, k)
+        return self.start_top(terms, k)()
+
+    def start_top(self, terms: Sequence[str], k: int) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """``top``, begun now in every shard and merged when the returned function is called."""
+        pending = [_started(p, "top", terms, k) for p in self.parts]
+
+        def merged() -> tuple[np.ndarray, np.ndarray]:
+            lists = []
+            for s, get in enumerate(pending):
+                ids, sc = get()
+                lists.append((ids + self.offsets.starts[s], sc))
+            return _merge_top(lists, k)
+
+        return merged
 
 
 class ShardedTokens(TokenStore):
@@ -353,6 +388,17 @@ class ShardedIndex(LoadedIndex):
         self.passage_vectors = ShardedVectors([s.passage_vectors for s in shards], pas)
         self.sentence_bm25 = ShardedTerms([s.sentence_bm25 for s in shards], sent)
         self.passage_bm25 = ShardedTerms([s.passage_bm25 for s in shards], pas)
+
+    def searched_by(self, sentences: Sequence, passages: Sequence, sentence_terms: Sequence[Bm25Index],
+                    passage_terms: Sequence[Bm25Index]) -> ShardedIndex:
+        """This index with each shard's searches done by other implementations of the same parts
+        (a ``VectorSearch`` and a BM25 index per shard: e.g. the shard's replicas on Ray Serve,
+        index/serving.py); the merging of their candidates stays the same."""
+        self.sentence_vectors = ShardedVectors(sentences, self._sent)
+        self.passage_vectors = ShardedVectors(passages, self._pass)
+        self.sentence_bm25 = ShardedTerms(sentence_terms, self._sent)
+        self.passage_bm25 = ShardedTerms(passage_terms, self._pass)
+        return self
 
     @classmethod
     def open(cls, index_dir: Path | str) -> ShardedIndex:

@@ -146,6 +146,8 @@ class AnswerStep:
         idx = self.index
         terms = list(q.terms)
         cand: dict[int, int] = {}
+        if exclude is None and scope is None:  # shards searched elsewhere: all four searches at once
+            self.retriever.begin(qv.vec, terms, 30, DENSE_SENTENCES, BM25_SENTENCES)
         # Training asks with a document set left out: search deeper, then drop what is excluded.
         hits = self.retriever.hybrid(qv.vec, terms, k=PASSAGES, depth=30, scope=scope) if exclude is None else (
             self.retriever.hybrid(qv.vec, terms, k=60, depth=240)
@@ -177,6 +179,7 @@ class AnswerStep:
             n += 1
             if n >= BM25_SENTENCES:
                 break
+        self.retriever.end()
         for sid in also:
             if scope is None or scope.sentences[int(sid)]:
                 cand.setdefault(int(sid), FAR)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -101,9 +102,11 @@ class Engine:
         self.loaded_at = time.time()
 
     @classmethod
-    def open(cls, index_dir: Path | str, reader: str = DEFAULT_READER) -> Engine:
-        """Load the index at ``index_dir`` (every shard of a sharded one) and the encoder that built it."""
-        index = open_index(Path(index_dir))
+    def open(cls, index_dir: Path | str, reader: str = DEFAULT_READER,
+             opener: Callable[[Path], LoadedIndex] = open_index) -> Engine:
+        """Load the index at ``index_dir`` (every shard of a sharded one) and the encoder that built it;
+        ``opener`` opens the index (e.g. one whose shards are searched on a cluster: index/serving.py)."""
+        index = opener(Path(index_dir))
         if index.encoder_name not in ENCODERS:
             raise IncompatibleIndexError(
                 f"index at {index_dir} was built with encoder {index.encoder_name!r}, which this citeqa does not "

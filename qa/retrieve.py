@@ -6,7 +6,8 @@ side finds paraphrases. Reciprocal rank fusion needs no score calibration betwee
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +124,48 @@ class Retriever:
         self.sentences = sentences
         self.passage_bm25 = passage_bm25
         self.sentence_bm25 = sentence_bm25
+        self._begun = threading.local()  # searches begun by ``begin``, per request thread
+
+    def begin(self, qvec: np.ndarray, terms: Sequence[str], passages: int, dense_sentences: int,
+              bm25_sentences: int) -> None:
+        """Begin the four searches of one question now, where the searchers can begin them (shards
+        searched elsewhere: ``start_search``/``start_top``, index/serving.py), so they run side by side;
+        the calls that follow in this thread (``hybrid``, ``dense_sentences``, ``bm25_sentences``
+        without a scope, same arguments) collect them. In-process searchers ignore it."""
+        begun: dict[tuple, Callable[[], tuple[np.ndarray, np.ndarray]]] = {}
+        q = np.asarray(qvec, np.float32).reshape(1, -1)
+        for kind, searcher, k in (("v", self.passages, passages), ("v", self.sentences, dense_sentences)):
+            start = getattr(searcher, "start_search", None)
+            kk = min(k, searcher.ntotal)
+            if start is not None and kk > 0:
+                begun[(kind, id(searcher), kk, q.tobytes())] = start(q, kk)
+        for bm, k in ((self.passage_bm25, passages), (self.sentence_bm25, bm25_sentences)):
+            start = getattr(bm, "start_top", None)
+            if start is not None:
+                begun[("t", id(bm), k, tuple(terms))] = start(list(terms), k)
+        self._begun.searches = begun
+
+    def end(self) -> None:
+        """Forget what ``begin`` started and nobody collected (a question that asked otherwise)."""
+        self._begun.searches = {}
+
+    def _collect(self, key: tuple) -> Callable[[], tuple[np.ndarray, np.ndarray]] | None:
+        begun = getattr(self._begun, "searches", None)
+        return begun.pop(key, None) if begun else None
+
+    def _nearest(self, vectors: VectorSearch, qvec: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        n = vectors.ntotal
+        got = self._collect(("v", id(vectors), min(k, n), np.asarray(qvec, np.float32).reshape(1, -1).tobytes()))
+        if got is None:
+            return _nearest(vectors, n, qvec, k)
+        scores, ids = got()
+        keep = ids[0] >= 0
+        return ids[0][keep], scores[0][keep]
+
+    def _bm25(self, bm25: Bm25Index, terms: Sequence[str], k: int, mask: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        got = self._collect(("t", id(bm25), k, tuple(terms))) if mask is None else None
+        return got() if got is not None else _bm25_within(bm25, terms, k, mask)
 
     @classmethod
     def over(cls, index: LoadedIndex) -> Retriever:
@@ -140,23 +183,23 @@ class Retriever:
         """The ``k`` passages nearest to ``qvec`` (inside ``scope``): (ids, scores), best first."""
         if scope is not None:
             return _nearest_within(self.passages, scope.passages, qvec, k)
-        return _nearest(self.passages, self.passages.ntotal, qvec, k)
+        return self._nearest(self.passages, qvec, k)
 
     def dense_sentences(self, qvec: np.ndarray, k: int, scope: Scope | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` sentences nearest to ``qvec`` (inside ``scope``): (ids, scores), best first."""
         if scope is not None:
             return _nearest_within(self.sentences, scope.sentences, qvec, k)
-        return _nearest(self.sentences, self.sentences.ntotal, qvec, k)
+        return self._nearest(self.sentences, qvec, k)
 
     def bm25_sentences(self, terms: Sequence[str], k: int, scope: Scope | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best sentences by BM25 (inside ``scope``), with a score above 0."""
-        return _bm25_within(self.sentence_bm25, terms, k, None if scope is None else scope.sentences)
+        return self._bm25(self.sentence_bm25, terms, k, None if scope is None else scope.sentences)
 
     def hybrid(self, qvec: np.ndarray, terms: list[str], k: int = 8, depth: int = 30,
                scope: Scope | None = None) -> list[Hit]:
         """Top ``k`` passages (inside ``scope``) by RRF of the dense and BM25 rankings (each ``depth`` deep)."""
         d_ids, d_scores = self.dense_passages(qvec, depth, scope)
-        b_ids, b_scores = _bm25_within(self.passage_bm25, terms, depth, None if scope is None else scope.passages)
+        b_ids, b_scores = self._bm25(self.passage_bm25, terms, depth, None if scope is None else scope.passages)
         dense_of = {int(p): float(s) for p, s in zip(d_ids.tolist(), d_scores.tolist(), strict=True)}
         bm_of = {int(p): float(s) for p, s in zip(b_ids.tolist(), b_scores.tolist(), strict=True)}
         best = reciprocal_rank_fusion((d_ids, b_ids))[:k]

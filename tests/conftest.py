@@ -78,3 +78,24 @@ def browser():
         )
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real two-node Ray cluster on loopback (head 127.0.0.2, worker 127.0.0.3, one CPU each),
+    started with `ray start` and stopped (its processes only) at the end of the session."""
+    pytest.importorskip("ray", reason="ray is not installed (the citeqa[cluster] extra: make install)")
+    from eval.raycluster import start_cluster
+
+    cluster = start_cluster(2)
+    saved = {k: os.environ.get(k) for k in cluster.client_env()}
+    os.environ.update(cluster.client_env())  # `qa … --ray` subprocesses present the cluster's token
+    try:
+        yield cluster
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        cluster.stop()

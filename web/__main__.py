@@ -32,6 +32,15 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    "added, changed and deleted under it are applied within seconds (polling)")
     p.add_argument("--settle", type=float, default=1.0, metavar="SECONDS",
                    help="with --watch: how long the folder must stay unchanged before it is read (default 1.0)")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="serve a sharded index's shards as Ray Serve deployments on the cluster at ADDRESS (HEAD_IP:PORT of "
+                   "`ray start --head`; `local`: a throw-away one); this process answers from their candidates. "
+                   "Needs citeqa[cluster]")
+    p.add_argument("--replicas", type=int, default=1, metavar="R",
+                   help="with --ray: replicas of each shard (2 or more: a replica can die without losing a request)")
+    p.add_argument("--shard-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --ray: how long a question waits for a shard whose replicas are down before the API answers "
+                   "503 with Retry-After (default 3)")
     p.add_argument("--no-auth", action="store_true", help="serve a non-loopback --host without keys (anyone who can "
                    "reach it may delete documents)")
 
@@ -40,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from web.app import serve
 
     return serve(args.index, host=args.host, port=args.port, workers=args.workers, keys=args.keys,
-                 no_auth=args.no_auth, watch=args.watch, settle=args.settle)
+                 no_auth=args.no_auth, watch=args.watch, settle=args.settle, ray=args.ray, replicas=args.replicas,
+                 shard_timeout=args.shard_timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

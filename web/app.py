@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from index.documents import MAX_FILE_BYTES
-from index.store import current_generation
+from index.loaded import LoadedIndex
+from index.shards import index_version, open_index
 from index.watch import SETTLE_SECONDS
 from qa.engine import Engine
 from web import api, auth, errors, feedback, metrics, pages
@@ -79,7 +81,8 @@ class UploadLimit:
 
 def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = None,
                batch_questions: bool | None = None, keys: Path | str | None = None,
-               watch: Path | str | None = None, settle: float = SETTLE_SECONDS) -> FastAPI:
+               watch: Path | str | None = None, settle: float = SETTLE_SECONDS,
+               opener: Callable[[Path], LoadedIndex] | None = None) -> FastAPI:
     """The chat and API over the index at ``index_dir`` (or a ready ``engine`` for it).
 
     A missing index does not stop the app: pages say how to build one, the API answers 503.
@@ -87,7 +90,8 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
     concurrent requests together (see web/batching.py). ``keys`` (default: ``CITEQA_KEYS``, else
     none) is a keys file: every API request then needs a key (see web/auth.py). ``watch`` is a
     folder whose changes are applied to the index once they have settled for ``settle`` seconds
-    (web/watching.py).
+    (web/watching.py). ``opener`` opens the index (default: ``open_index``; ``qa serve --ray``: one whose
+    shards are searched by their Ray Serve deployments, index/serving.py).
     """
     if index_dir is None:
         index_dir = os.environ.get(INDEX_ENV, ".citeqa")
@@ -104,7 +108,8 @@ def create_app(index_dir: Path | str | None = None, *, engine: Engine | None = N
         docs_url=None,  # FastAPI's Swagger UI loads from a CDN; /docs is our own page (see web/pages.py)
         redoc_url=None,
     )
-    app.state.holder = EngineHolder(Path(index_dir), engine, batch_questions=batch_questions)
+    app.state.holder = EngineHolder(Path(index_dir), engine, batch_questions=batch_questions,
+                                    opener=opener or open_index)
     app.state.keys = KeyRing(Path(keys)) if keys is not None else None
     app.state.watch = start_watch(app.state.holder, Path(watch), settle=settle) if watch is not None else None
     app.add_middleware(UploadLimit, paths=("/api/documents", "/documents"), limit=MAX_FILE_BYTES + UPLOAD_OVERHEAD)
@@ -139,8 +144,13 @@ def is_loopback(host: str) -> bool:
 
 def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           keys: Path | None = None, no_auth: bool = False, watch: Path | None = None,
-          settle: float = SETTLE_SECONDS) -> int:
+          settle: float = SETTLE_SECONDS, ray: str | None = None, replicas: int = 1,
+          shard_timeout: float | None = None) -> int:
     """Serve the chat and API until interrupted; returns the exit code.
+
+    ``ray`` (a cluster's address, or ``local``) serves a sharded index's shards as Ray Serve
+    deployments of ``replicas`` replicas each; this process answers from their candidates, and a
+    question that a shard does not answer within ``shard_timeout`` seconds gets a 503.
 
     Without ``keys``, only a loopback address is served, unless ``no_auth`` says that anyone who
     can reach the server may change its documents."""
@@ -175,18 +185,33 @@ def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, w
         if not 0 <= settle <= 60:
             print("qa: --settle must be from 0 to 60 seconds", file=sys.stderr)
             return 2
+    if ray is not None and (workers != 1 or watch is not None):
+        print("qa: --ray serves from one server process: use it without --workers and --watch", file=sys.stderr)
+        return 2
+    if ray is not None and not 1 <= replicas <= 16:
+        print("qa: --replicas must be from 1 to 16", file=sys.stderr)
+        return 2
+    if shard_timeout is not None and not 0.1 <= shard_timeout <= 300:
+        print("qa: --shard-timeout must be from 0.1 to 300 seconds", file=sys.stderr)
+        return 2
     os.environ[INDEX_ENV] = str(index_dir)
     _limit_torch_threads(workers)
-    if current_generation(index_dir) is None and watch is not None:
+    shards = None
+    if ray is not None:
+        shards = _deploy(index_dir, ray, replicas, shard_timeout)
+        if shards is None:
+            return 1
+    if index_version(index_dir) is None and watch is not None:
         print(f"qa: no index at {index_dir} yet: building it from {watch} in the background", file=sys.stderr)
-    elif current_generation(index_dir) is None:
+    elif index_version(index_dir) is None:
         print(f"qa: warning: no index at {index_dir} — the page will say so; build one with: "
               f"qa index corpus --index {index_dir}", file=sys.stderr)
     shown = f"[{host}]" if ":" in host else host
     opts: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
     try:
         # One worker loads the index here, before listening; N workers each load their own copy.
-        target: Any = create_app(index_dir, watch=watch, settle=settle) if workers == 1 else "web.app:_worker_app"
+        target: Any = (create_app(index_dir, watch=watch, settle=settle, opener=shards.open if shards else None)
+                       if workers == 1 else "web.app:_worker_app")
         print(f"qa: serving the chat on http://{shown}:{port}/ (API docs at /docs; Ctrl+C stops)", file=sys.stderr)
         if workers == 1:
             uvicorn.run(target, **opts)
@@ -197,7 +222,39 @@ def serve(index_dir: Path | str, *, host: str = "127.0.0.1", port: int = 8000, w
     except OSError as e:
         print(f"qa: cannot serve on {host}:{port}: {e}", file=sys.stderr)
         return 1
+    finally:
+        if shards is not None:
+            from index.cluster import disconnect
+
+            shards.undeploy()
+            disconnect()
     return 0
+
+
+def _deploy(index_dir: Path, address: str, replicas: int, timeout: float | None):
+    """Join the cluster and deploy the index's shards; None (after saying why) when that fails."""
+    from index.cluster import ClusterUnavailableError, connect, disconnect
+    from index.serving import SHARD_TIMEOUT, RayShards
+    from index.store import UnusableIndexError
+
+    try:
+        shards = RayShards(index_dir, replicas, timeout or SHARD_TIMEOUT)
+    except UnusableIndexError as e:
+        print(f"qa: {e}", file=sys.stderr)
+        return None
+    try:
+        connect(address)
+    except ClusterUnavailableError as e:
+        print(f"qa: {e}", file=sys.stderr)
+        return None
+    try:
+        shards.deploy(lambda m: print(f"qa: {m}", file=sys.stderr))
+    except Exception as e:  # noqa: BLE001 - Ray Serve's errors are many; the user needs the one line
+        print(f"qa: could not deploy the shards on the Ray cluster at {address}: {str(e).splitlines()[0]}", file=sys.stderr)
+        shards.undeploy()
+        disconnect()
+        return None
+    return shards
 
 
 def _limit_torch_threads(workers: int) -> None:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from index.documents import MAX_FILE_BYTES
 from index.loaded import DocRecord
+from index.serving import RETRY_AFTER_SECONDS, ShardUnavailableError
 from qa.engine import MAX_QUESTION_CHARS, Engine
 from web.views import render_page
 
@@ -100,6 +101,13 @@ def install(app: FastAPI) -> None:
         elif request.url.path.startswith("/api/") and request.method == "POST" and sent and "json" not in ctype:
             status, detail = 415, "send the body as JSON with the header content-type: application/json"
         return error_response(request, status, detail)
+
+    @app.exception_handler(ShardUnavailableError)
+    async def _shard(request: Request, exc: ShardUnavailableError) -> Response:
+        # A shard of an index served on Ray did not answer: never an answer without it, never a 500.
+        resp = error_response(request, 503, str(exc))
+        resp.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return resp
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:

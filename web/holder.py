@@ -12,7 +12,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +24,7 @@ from index import live
 from index.build import BuildError, IndexBusyError
 from index.documents import Document, DocumentError
 from index.encoder import load_encoder
+from index.loaded import LoadedIndex
 from index.shards import ShardedIndex, after_change, home_of, index_version, open_index, shard_dir, version_of
 from index.store import NoIndexError, UnusableIndexError
 from index.uploads import leftovers, pending_changes
@@ -48,8 +49,9 @@ class EngineHolder:
     WATCH_SECONDS = 1.0
 
     def __init__(self, index_dir: Path, engine: Engine | None = None, *, batch_questions: bool = True,
-                 watch: bool = True) -> None:
+                 watch: bool = True, opener: Callable[[Path], LoadedIndex] = open_index) -> None:
         self.index_dir = index_dir
+        self.opener = opener  # how the index is opened (its shards searched on Ray Serve: index/serving.py)
         self.batch_questions = batch_questions
         self.engine = self._serving(engine) if engine is not None else None
         self.error: str | None = None
@@ -77,7 +79,7 @@ class EngineHolder:
     def _open(self) -> None:
         self._tried_at = time.monotonic()
         try:
-            self.engine = self._serving(Engine.open(self.index_dir))
+            self.engine = self._serving(Engine.open(self.index_dir, opener=self.opener))
             self.error = None
         except NoIndexError:
             self.error = f"There is no index at {self.index_dir} yet."
@@ -122,7 +124,7 @@ class EngineHolder:
             if version is None or version == version_of(eng.index):
                 return False
             try:
-                index = open_index(self.index_dir)
+                index = self.opener(self.index_dir)
             except UnusableIndexError as e:
                 self.watch_error = str(e)
                 return False
