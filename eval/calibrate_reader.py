@@ -184,12 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         asked.append({"kind": kind, "item": item, "read": rc, "read_s": time.perf_counter() - t,
                       "near_article": near_article})
 
-    # What the reader read is kept (keyed by the model file, the questions and the code's features),
-    # so trying another fit does not read everything again.
+    # What the reader read is kept (keyed by the whole model file, the questions asked and the code
+    # that reads: the features, the phrase rules), so trying another fit does not read everything again.
+    import qa.reader
+    import qa.reader_inputs
     from qa.reader import MODEL_FILE
 
-    key = hashlib.sha1(b"|".join([MODEL_FILE.read_bytes()[-4096:], json.dumps([len(items), len(removed), len(near), args.seed,
-                                  args.max_depth, list(CONFIDENCE_FEATURES)]).encode()])).hexdigest()[:12]
+    asking = [[it.id for it in items], [it.id for it in removed], near, args.seed, args.max_depth, list(CONFIDENCE_FEATURES)]
+    key = hashlib.sha1(b"|".join([MODEL_FILE.read_bytes(), json.dumps(asking).encode(),
+                                  *(Path(m.__file__).read_bytes() for m in (qa.reader, qa.reader_inputs))])).hexdigest()[:12]
     readings_file = args.work / f"readings-{key}.pkl"
     if readings_file.exists():
         asked = pickle.loads(readings_file.read_bytes())

@@ -67,7 +67,7 @@ from another run's weights (a new optimiser and schedule: a continued run on new
 records the first run); ``--init qa/models/reader-int8.onnx`` starts from a shipped int8 model, its
 weights dequantised (``(q - zero point) * scale``; the frozen word embeddings are MiniLM's own), so
 a run can always continue from what ships. Uses CUDA when present.
-Finally exports the model to ONNX, quantises it to int8 (onnxruntime, dynamic) and writes
+Finally exports the model to ONNX, quantises it to int8 (onnxruntime, dynamic, per output channel) and writes
 ``qa/models/reader-int8.onnx`` and ``qa/models/reader-card.json`` (data, settings, figures,
 learning curve, seed).
 """
@@ -678,7 +678,10 @@ def export(model, out_dir: Path, work: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     dst = out_dir / "reader-int8.onnx"
     tmp = out_dir / "reader-int8.onnx.tmp"
-    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+    # per output channel: one scale per column of each weight matrix. Per tensor, the shared scale
+    # cost the 2026-12-03 run 0.014 phrase F1 and 0.03 near-miss AUC on its held-out pairs; per
+    # channel, 0.003 and 0.001, for the same file size and speed.
+    quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
     os.replace(tmp, dst)
     return dst
 
