@@ -149,8 +149,8 @@ def top_spans(
     valid = (j_idx >= i_idx) & (j_idx < i_idx + max_tokens)
     clause = np.cumsum(inp.ids[a : a + n] == SEMICOLON)
     if clause[-1]:
-        # a phrase stays inside one of the sentence's clauses: 0.08% of SQuAD v1.1 train's answers
-        # hold a semicolon, and never as their first or last piece
+        # a phrase stays inside one of the sentence's clauses: 71 of SQuAD v1.1 train's 87,566
+        # answers (0.08%) hold a semicolon, 18 of them only as a stray first or last character
         valid &= (clause[:, None] == clause[None, :]) & (inp.ids[a : a + n] != SEMICOLON)[:, None]
     score = np.where(valid, score, -np.inf)
     if k == 1:
