@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from index.loaded import LoadedIndex
 # (the encoder reads 64 texts at a time anyway).
 RAY_CHUNK_SENTENCES = 64
 READ_BATCH_FILES = 8
+FREE_CPU_WAIT_S = 5.0  # how long the embed stage waits for the read stage's CPUs to come back
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 
 
@@ -233,8 +235,15 @@ class RayIngest:
             return
         # A fixed pool of one actor per CPU free now (at least one): a pool sized by the cluster's
         # total would wait forever for CPUs another job holds; an autoscaling one started only one.
+        # The read stage's workers hand their CPUs back a moment after it ends: wait for them (a few
+        # seconds at most) so that a pool sized now is not one actor on one node by a race.
+        total = int(ray.cluster_resources().get("CPU", 1))
+        deadline = time.monotonic() + FREE_CPU_WAIT_S
         free = int(ray.available_resources().get("CPU", 0))
-        actors = max(1, min(free or 1, int(ray.cluster_resources().get("CPU", 1)), len(batches)))
+        while free < total and time.monotonic() < deadline:
+            time.sleep(0.25)
+            free = int(ray.available_resources().get("CPU", 0))
+        actors = max(1, min(free or 1, total, len(batches)))
         items = [{"i": i, "chunk": pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)} for i, b in enumerate(batches)]
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _EmbedAnnotate, fn_constructor_args=(self.encoder_name, pooled_passages), batch_size=1,
