@@ -105,13 +105,10 @@ def test_kill_9_during_a_ray_build_leaves_old_or_new_never_a_mix(ray_cluster, tm
     import time
 
     from tests.conftest import QA
-    from tests.test_faults import _check_consistent, _new_version
+    from tests.test_faults import _check_consistent, _new_version, _versions
 
     new_corpus = _new_version(tmp_path)
-    versions = {
-        "old": {p.name: p.read_text(encoding="utf-8") for p in CORPUS.glob("*.txt")},
-        "new": {p.name: p.read_text(encoding="utf-8") for p in new_corpus.glob("*.txt")},
-    }
+    versions = _versions(new_corpus)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     ix = tmp_path / "ix"
     shutil.copytree(demo_index, ix)

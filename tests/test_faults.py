@@ -134,6 +134,12 @@ def _new_version(root: Path) -> Path:
     return corpus
 
 
+def _versions(new_corpus: Path) -> dict[str, dict[str, str]]:
+    """The texts of the bundled corpus ("old") and of its updated copy ("new"), by file name."""
+    return {"old": {p.name: p.read_text(encoding="utf-8") for p in CORPUS.glob("*.txt")},
+            "new": {p.name: p.read_text(encoding="utf-8") for p in new_corpus.glob("*.txt")}}
+
+
 def _check_consistent(index_dir: Path, versions: dict[str, dict[str, str]], encoder) -> str:
     """The index opens, answers, and is wholly one version; returns which one."""
     idx = LoadedIndex.open(index_dir)
@@ -155,10 +161,7 @@ def _check_consistent(index_dir: Path, versions: dict[str, dict[str, str]], enco
 @pytest.mark.slow
 def test_kill_9_at_random_moments_leaves_old_or_new_never_a_mix(tmp_path: Path, demo_index: Path, engine) -> None:
     new_corpus = _new_version(tmp_path)
-    versions = {
-        "old": {p.name: p.read_text(encoding="utf-8") for p in CORPUS.glob("*.txt")},
-        "new": {p.name: p.read_text(encoding="utf-8") for p in new_corpus.glob("*.txt")},
-    }
+    versions = _versions(new_corpus)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     # How long an uninterrupted update takes here, to spread the kills over it.
     probe = tmp_path / "probe"
