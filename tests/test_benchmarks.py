@@ -72,3 +72,18 @@ def test_build_bench_smoke_prints_the_ratio_and_the_peak_memory(tmp_path: Path) 
     assert fig["passage_vectors"] == "pooled"
     assert 100 < fig["peak_rss_mb"] < 4000  # the `qa index` child's, not this process's
     assert "embed (beside annotating)" in fig["timings"] and "annotate" in fig["timings"]
+
+
+@pytest.mark.slow
+def test_token_value_asks_every_question_with_and_without_the_token_vectors(demo_index: Path, tmp_path: Path) -> None:
+    out = run_module("eval.bench.token_value", "--gold", "eval/gold/demo.jsonl", "--index", str(demo_index),
+                     "--json", str(tmp_path / "tv.json"), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    fig = json.loads((tmp_path / "tv.json").read_text())
+    answerable = sum(1 for line in (ROOT / "eval/gold/demo.jsonl").read_text().splitlines() if '"answerable": true' in line)
+    assert fig["questions"] == answerable
+    for variant in ("with token vectors", "without"):
+        assert variant in out.stdout
+        assert 0.0 < fig[variant]["evidence_at_1"] <= 1.0 and fig[variant]["p50_ms"] > 0
+    # the store really is taken away: the alignment features move some answers or confidences
+    assert fig["answers_changed"] > 0
