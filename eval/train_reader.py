@@ -472,18 +472,19 @@ class Encoded:
     labels: np.ndarray
     starts: np.ndarray  # piece position of the answer start (-1 for negatives)
     ends: np.ndarray
+    source: np.ndarray | None = None  # each input's position in the pairs it was encoded from
 
 
 def encode_pairs(pairs: list[Pair]) -> Encoded:
     inputs: list[ReaderInput] = []
-    labels, starts, ends = [], [], []
+    labels, starts, ends, source = [], [], [], []
     chunk = 4096
     for c in range(0, len(pairs), chunk):
         part = pairs[c : c + chunk]
         qp = pieces([p.question for p in part])
         tp = pieces([p.title for p in part])
         sp = pieces([p.sentence for p in part])
-        for p, q, t, s in zip(part, qp, tp, sp, strict=True):
+        for j, (p, q, t, s) in enumerate(zip(part, qp, tp, sp, strict=True)):
             inp = build(q, t, s)
             st = en = -1
             if p.label:
@@ -495,12 +496,38 @@ def encode_pairs(pairs: list[Pair]) -> Encoded:
             labels.append(p.label)
             starts.append(st)
             ends.append(en)
-    return Encoded(inputs, np.array(labels, np.float32), np.array(starts), np.array(ends))
+            source.append(c + j)
+    return Encoded(inputs, np.array(labels, np.float32), np.array(starts), np.array(ends), np.array(source, np.int64))
 
 
-def batches(enc: Encoded, batch_size: int, seed: int) -> list[np.ndarray]:
-    """Index batches of similar lengths (sorted within shuffled pools of 50 batches), shuffled."""
+def question_groups(pairs: list[Pair]) -> np.ndarray:
+    """For each pair, the group of its question's positive and that positive's retrieval negatives
+    (``load_pairs`` writes them one after another), or -1 (near-misses, definition questions, and
+    negatives whose positive was dropped)."""
+    out = np.full(len(pairs), -1, np.int64)
+    g, current = -1, None
+    for i, p in enumerate(pairs):
+        if p.kind == "pos" and p.how != "definition":
+            g += 1
+            current = p.question
+            out[i] = g
+        elif p.kind == "retrieval" and p.question == current:
+            out[i] = g
+        else:
+            current = None if p.kind != "retrieval" else current
+    # a group without a negative ranks nothing
+    ids, counts = np.unique(out[out >= 0], return_counts=True)
+    out[np.isin(out, ids[counts < 2])] = -1
+    return out
+
+
+def batches(enc: Encoded, batch_size: int, seed: int, groups: np.ndarray | None = None) -> list[np.ndarray]:
+    """Index batches of similar lengths (sorted within shuffled pools of 50 batches), shuffled.
+    With ``groups``, a question's positive and its retrieval negatives stay in one batch (for the
+    listwise loss): batches are then packed from whole groups and about ``batch_size`` long."""
     rng = np.random.default_rng(seed)
+    if groups is not None:
+        return _group_batches(enc, batch_size, rng, groups)
     order = rng.permutation(len(enc.inputs))
     lengths = np.array([len(x.ids) for x in enc.inputs])
     pool = batch_size * 50
@@ -511,6 +538,56 @@ def batches(enc: Encoded, batch_size: int, seed: int) -> list[np.ndarray]:
         out.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(out)
     return out
+
+
+def _group_batches(enc: Encoded, batch_size: int, rng, groups: np.ndarray) -> list[np.ndarray]:
+    lengths = np.array([len(x.ids) for x in enc.inputs])
+    single = np.flatnonzero(groups < 0)
+    grouped = np.flatnonzero(groups >= 0)
+    bounds = np.flatnonzero(np.diff(groups[grouped])) + 1
+    units = [u for u in np.split(grouped, bounds) if len(u)] + [single[i : i + 1] for i in range(len(single))]
+    perm = rng.permutation(len(units))
+    units = [units[i] for i in perm]
+    out: list[np.ndarray] = []
+    pool = batch_size * 50
+    k = 0
+    while k < len(units):
+        chunk, n = [], 0
+        while k < len(units) and n < pool:
+            chunk.append(units[k])
+            n += len(units[k])
+            k += 1
+        chunk.sort(key=lambda u: int(lengths[u].max()))
+        cur: list[np.ndarray] = []
+        size = 0
+        for u in chunk:
+            cur.append(u)
+            size += len(u)
+            if size >= batch_size:
+                out.append(np.concatenate(cur))
+                cur, size = [], 0
+        if cur:
+            out.append(np.concatenate(cur))
+    rng.shuffle(out)
+    return out
+
+
+def listwise_loss(logits, idx: np.ndarray, groups: np.ndarray, labels: np.ndarray):
+    """Softmax cross-entropy of each whole question group in the batch: its positive against its
+    retrieval negatives (Gao et al. 2021's localised contrastive estimation), mean over groups;
+    None when the batch holds no group."""
+    import torch
+
+    g = groups[idx]
+    terms = []
+    for gid in np.unique(g[g >= 0]):
+        rows = np.flatnonzero(g == gid)
+        pos = np.flatnonzero(labels[idx[rows]] > 0)
+        if len(pos) != 1 or len(rows) < 2:
+            continue
+        sel = torch.from_numpy(rows).to(logits.device)
+        terms.append(torch.nn.functional.cross_entropy(logits[sel][None, :], torch.tensor([int(pos[0])], device=logits.device)))
+    return torch.stack(terms).mean() if terms else None
 
 
 # --- model ----------------------------------------------------------------------------------
@@ -713,6 +790,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=8e-5)
     ap.add_argument("--retrieval-negatives", type=int, default=1, help="BM25 negatives per question (default 1)")
+    ap.add_argument("--listwise", type=float, default=0.0, metavar="WEIGHT",
+                    help="add a listwise loss (softmax over a question's positive and its retrieval negatives, "
+                         "kept in one batch) with this weight; 0 (default): the pointwise loss alone")
     ap.add_argument("--near-miss-share", type=float, default=0.5, help="share of questions offered for a near-miss")
     ap.add_argument("--definitions", type=int, default=30000, help="sentences parsed for definition questions")
     ap.add_argument("--articles", type=int, default=None, help="only the first N train articles (smoke runs)")
@@ -762,6 +842,11 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"data in {cache}; stopping before training (--data-only)")
         return 0
     train_enc = encode_pairs(pairs["train"])
+    train_groups = None
+    if args.listwise > 0:
+        assert train_enc.source is not None
+        train_groups = question_groups(pairs["train"])[train_enc.source]
+        _log(f"listwise loss (weight {args.listwise}): {len(np.unique(train_groups[train_groups >= 0])):,} question groups")
     rng = random.Random(args.seed)
     held_q = sorted({p.question for p in pairs["heldout"] if p.kind == "pos"})
     rng.shuffle(held_q)
@@ -776,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
     model = make_model(args.layers).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    order = batches(train_enc, args.batch_size, args.seed)
+    order = batches(train_enc, args.batch_size, args.seed, train_groups)
     state = {"step": 0, "examples": 0, "total_steps": len(order), "train_seconds": 0.0, "curve": [], "planned": False}
     if args.init is not None and not (ckpt.exists() and not args.fresh):
         if args.init.suffix == ".onnx":
@@ -831,6 +916,10 @@ def main(argv: list[str] | None = None) -> int:
             a, s, e = model(ids, mask, types)
             y = torch.from_numpy(train_enc.labels[idx]).to(device)
             loss = bce(a, y)
+            if train_groups is not None:
+                lw = listwise_loss(a, idx, train_groups, train_enc.labels)
+                if lw is not None:
+                    loss = loss + args.listwise * lw
             pos = np.flatnonzero(train_enc.labels[idx] > 0)
             if len(pos):
                 pt = torch.from_numpy(pos).to(device)

@@ -253,11 +253,42 @@ def test_training_checkpoints_resumes_and_exports_an_int8_model_with_its_card(tm
     assert len(r) == 1 and np.isfinite(r[0].logit)
     # a continued run starts from the first run's weights and says so in its card
     more = [a if a != str(work) else str(tmp_path / "work2") for a in common]
-    cont = subprocess.run([*more, "--max-examples", "16", "--init", str(work / "checkpoint.pt")], capture_output=True,
-                          text=True, timeout=900, cwd=ROOT)  # fmt: skip
+    cont = subprocess.run([*more, "--max-examples", "16", "--init", str(work / "checkpoint.pt"), "--listwise", "1"],
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)  # fmt: skip
     assert cont.returncode == 0, cont.stderr[-3000:]
+    assert "listwise loss (weight 1.0)" in cont.stderr
     card = json.loads((out / "reader-card.json").read_text())
     assert card["continued_from"]["steps"] == 4 and card["training"]["steps"] == 2
+
+
+def test_listwise_batches_keep_each_question_group_whole_and_the_loss_ranks_its_positive_first() -> None:
+    import torch
+
+    from eval.train_reader import Encoded, Pair, _group_batches, listwise_loss, question_groups
+    from qa.reader_inputs import build, pieces
+
+    def pair(q: str, kind: str, how: str = "") -> Pair:
+        return Pair(q, "t", f"a sentence for {q}", int(kind == "pos"), (0, 1) if kind == "pos" else None, kind, (), how)
+
+    pairs = [pair("q1", "pos"), pair("q1", "retrieval"), pair("q1", "retrieval"), pair("q1x", "near_miss"),
+             pair("q2", "pos"),  # no negative: nothing to rank
+             pair("who is A?", "pos", "definition"), pair("q3", "pos"), pair("q3", "retrieval")]  # fmt: skip
+    groups = question_groups(pairs)
+    assert groups.tolist() == [0, 0, 0, -1, -1, -1, 2, 2]
+    qs, ts, ss = (pieces([getattr(p, f) for p in pairs]) for f in ("question", "title", "sentence"))
+    enc = Encoded([build(q, t, s) for q, t, s in zip(qs, ts, ss, strict=True)], np.array([p.label for p in pairs], np.float32),
+                  np.zeros(len(pairs), int), np.zeros(len(pairs), int))  # fmt: skip
+    out = _group_batches(enc, 2, np.random.default_rng(0), groups)
+    flat = np.concatenate(out)
+    assert sorted(flat.tolist()) == list(range(len(pairs)))  # every input once
+    for g in (0, 2):
+        members = set(np.flatnonzero(groups == g).tolist())
+        assert sum(1 for b in out if members & set(b.tolist())) == 1  # a group never split over batches
+    idx = np.arange(len(pairs))
+    right = torch.tensor([3.0, -1.0, -2.0, 0.0, 0.0, 0.0, 2.0, -2.0])
+    wrong = torch.tensor([-3.0, 1.0, 2.0, 0.0, 0.0, 0.0, -2.0, 2.0])
+    assert listwise_loss(right, idx, groups, enc.labels) < 0.2 < 2.0 < listwise_loss(wrong, idx, groups, enc.labels)
+    assert listwise_loss(right, np.array([3, 4, 5]), groups, enc.labels) is None  # no group in the batch
 
 
 def _positive(q: str, sent: str, article: str = "A") -> dict:
