@@ -200,12 +200,12 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str, ords: list
     pass_bounds = np.empty((n_p, 2), dtype=np.int64)  # first, last sentence row of each passage
     sid = pid = 0
     texts, lengths = pool.texts, pool.lengths
-    for ord_, (ids, wins) in zip(range(len(docs)) if ords is None else ords, docs, strict=True):
-        doc_id = f"synthetic/{ord_:06d}.txt"
+    for ord_, (number, (ids, wins)) in enumerate(zip(range(len(docs)) if ords is None else ords, docs, strict=True)):
+        doc_id = f"synthetic/{number:06d}.txt"  # a shard's documents keep their collection-wide ids
         starts = np.concatenate([[0], np.cumsum(lengths[ids] + 1)[:-1]])
         ends = starts + lengths[ids]
         text = " ".join(texts[i] for i in ids.tolist())
-        w.add_document(ord_, doc_id, texts[ids[0]], text, f"synthetic-{ord_}", None)
+        w.add_document(ord_, doc_id, texts[ids[0]], text, f"synthetic-{number}", None)
         owner = [0] * len(ids)
         for j, (first, last) in reversed(list(enumerate(wins))):
             for k in range(first, last + 1):
