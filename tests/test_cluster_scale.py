@@ -1,7 +1,7 @@
 """`python -m eval.cluster --scale PASSAGES`: the memory of one shard's Ray Serve replica against
 the unsharded engine, on eval/bench/scale.py's collection written once as one index and once as
 2 shards. Run here at a smoke size (6,000 passages of the small pool: small enough that every vector index
-is exact, so an answer that differs is a sharding fault, not the approximate search) on the
+is exact, so the approximate search plays no part in the answers compared) on the
 session's real two-node loopback cluster; the 1M figures are in the README."""
 
 from __future__ import annotations
