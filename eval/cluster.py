@@ -5,6 +5,8 @@ on loopback (head 127.0.0.2, worker 127.0.0.3, one CPU each: the machine's two c
     python -m eval.cluster --articles 4 --questions 100
     python -m eval.cluster --smoke              # the demo corpus and its gold questions (CI)
     python -m eval.cluster --ray 127.0.0.2:6379 # on a running cluster (RAY_AUTH_* in the environment)
+    python -m eval.cluster --scale 1000000      # replica memory at 1M passages (eval/bench/scale.py's collection)
+    python -m eval.cluster --scale 20000 --smoke
 
 Figures, each measured here, in this run:
 
@@ -19,6 +21,17 @@ Figures, each measured here, in this run:
   ``qa serve`` process (the engine), both after the questions.
 - **lost requests**: the sharded server again with 2 replicas per shard; 3 clients send questions
   while one replica of shard 0 is killed with SIGKILL; every request that did not get a 200 is lost.
+
+``--scale PASSAGES`` measures memory at a size (the issue's goal is at 1,000,000 passages) on the
+synthetic collection of ``eval/bench/scale.py`` (real sentences, vectors and annotations, built
+once and cached): the same collection written once as one index and once as ``--shards`` shards
+(``python -m eval.bench.scale --build-only [--shards N]``: documents split by ``shard_of`` and
+the collection's BM25 statistics given to every shard, as ``qa index --shards`` does). Then, one
+after the other (never both in memory at once): ``qa serve`` on the unsharded index, asked
+``--questions`` SQuAD dev questions; and ``qa serve --ray`` on the shards (1 replica each), asked
+the same. Printed: each replica's RSS after it opened its shard and after the questions, ÷ the
+unsharded ``qa serve`` process's RSS after the same questions; and how many answers (answer and
+top citation) are the same.
 """
 
 from __future__ import annotations
@@ -137,6 +150,160 @@ def _kill_under_load(url: str, app: str, question: str, clients: int = 3, each: 
             "replicas_before": len(victims), "replicas_after": len(replica_pids(app))}
 
 
+def _quoted(ans: dict[str, Any] | None) -> tuple[Any, ...]:
+    """The answer and the text of its top cited sentence (not where that text is: the synthetic
+    collection repeats its pool's sentences, so equal candidates tie between documents)."""
+    if ans is None:
+        return ("no answer",)
+    return ans["answer"], ans["abstained"], ans["citations"][0]["sentence"] if ans["citations"] else None
+
+
+def _ask_all(url: str, questions: list[str]) -> tuple[list[dict[str, Any] | None], list[float], int]:
+    answers, took, failed = [], [], 0
+    for q in questions:
+        code, ans, ms = _post(url, q)
+        answers.append(ans)
+        took.append(ms)
+        failed += code != 200
+    return answers, took, failed
+
+
+def _scale_index(args: argparse.Namespace, shards: int) -> dict[str, Any]:
+    """The scale benchmark's collection as one index or as ``shards`` shards (built in a child
+    process, so the build's memory is gone before anything is measured)."""
+    cmd = [sys.executable, "-m", "eval.bench.scale", "--build-only", "--passages", str(args.scale), "--shards",
+           str(shards), "--cache", str(args.cache)]
+    if args.smoke:
+        cmd += ["--pool-articles", "4"]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                       timeout=4 * 3600)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[1:])} failed ({r.returncode}); its messages are above")
+    return {**json.loads(r.stdout.strip().splitlines()[-1]), "took_s": round(time.perf_counter() - t, 1)}
+
+
+def _du_gb(path: Path) -> float:
+    """Bytes on disk under ``path``, each file once (a generation hard-links its predecessor's files)."""
+    seen: dict[int, int] = {}
+    for p in Path(path).rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            seen[st.st_ino] = st.st_size
+    return sum(seen.values()) / 1e9
+
+
+def run_scale(args: argparse.Namespace) -> dict[str, Any]:
+    """Replica memory at ``args.scale`` passages: see the module's docstring."""
+    from eval.bench.scale import SEED, squad_questions
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="citeqa-cluster-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    load0 = os.getloadavg()
+    print(f"the {args.scale:,}-passage collection, unsharded and as {args.shards} shards (cached in {args.cache}) …",
+          file=sys.stderr)
+    one, many = _scale_index(args, 1), _scale_index(args, args.shards)
+    questions = squad_questions(args.questions, SEED)
+    warm = questions[:3]
+    out: dict[str, Any] = {
+        "corpus": f"eval/bench/scale.py's synthetic collection: {args.scale:,} passages, {one['documents']:,} documents "
+                  f"({'smoke pool: 4 SQuAD articles' if args.smoke else 'pool: every SQuAD dev and demo sentence'}); "
+                  f"{len(questions)} SQuAD dev questions (seed {SEED}), 3 of them asked first to warm each server",
+        "machine": f"{os.cpu_count()} cores; {args.note}", "passages": args.scale, "shards": args.shards,
+        "indexes": {"unsharded": one["index"], "sharded": many["index"], "unsharded_gb": round(_du_gb(Path(one["index"])), 2),
+                    "sharded_gb": round(_du_gb(Path(many["index"])), 2),
+                    "built_fresh": [one.get("built_fresh"), many.get("built_fresh")],
+                    "build_s": [round(sum(one.get("build", {}).values()), 1), round(sum(many.get("build", {}).values()), 1)]},
+    }
+    cluster: LocalCluster | None = None
+    server = None
+    try:
+        print("unsharded: qa serve, asking …", file=sys.stderr)
+        server = start_server(Path(one["index"]), log=work / "plain.log", timeout=900)
+        engine_open = rss_mb(server.proc.pid)
+        _ask_all(server.url, warm)
+        tops_plain, lat_plain, failed_plain = _ask_all(server.url, questions)
+        engine_after = rss_mb(server.proc.pid)
+        stop_server(server)
+        server = None
+
+        if args.ray:
+            address = args.ray
+        else:
+            print("starting the two-node cluster …", file=sys.stderr)
+            cluster = start_cluster(2)
+            address = cluster.address
+            os.environ.update(cluster.client_env())
+        print(f"{args.shards} shards: qa serve --ray (1 replica each), asking …", file=sys.stderr)
+        server = start_server(Path(many["index"]), log=work / "sharded.log", timeout=900,
+                              extra=["--ray", address, "--replicas", "1"])
+        from index.serving import RayShards
+
+        apps = RayShards(Path(many["index"])).apps
+        pids = {app: replica_pids(app) for app in apps}
+        if not all(len(v) == 1 for v in pids.values()):
+            raise SystemExit(f"expected one replica process per shard, found {pids}")
+        replica_open = {app: rss_mb(v[0]) for app, v in pids.items()}
+        server_open = rss_mb(server.proc.pid)
+        _ask_all(server.url, warm)
+        tops_sharded, lat_sharded, failed_sharded = _ask_all(server.url, questions)
+        replica_after = {app: rss_mb(v[0]) for app, v in pids.items()}
+        server_after = rss_mb(server.proc.pid)
+    finally:
+        if server is not None:
+            stop_server(server)
+        if cluster is not None:
+            cluster.stop()
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    pairs = list(zip(tops_plain, tops_sharded, strict=True))
+    same = sum(_top(a) == _top(b) for a, b in pairs)
+    same_text = sum(_quoted(a) == _quoted(b) for a, b in pairs)
+    same_answer = sum(_quoted(a)[:2] == _quoted(b)[:2] for a, b in pairs)
+    differ = [{"question": q, "unsharded": _top(a), "sharded": _top(b), "same_text": _quoted(a) == _quoted(b)}
+              for q, (a, b) in zip(questions, pairs, strict=True) if _top(a) != _top(b)]
+    big_open, big_after = max(replica_open.values()), max(replica_after.values())
+    out["memory"] = {
+        "replica_open_mb": [round(replica_open[a]) for a in apps], "replica_after_mb": [round(replica_after[a]) for a in apps],
+        "engine_open_mb": round(engine_open), "engine_after_mb": round(engine_after),
+        "sharded_server_open_mb": round(server_open), "sharded_server_after_mb": round(server_after),
+        "ratio_open": round(big_open / engine_after, 3), "ratio": round(big_after / engine_after, 3),
+    }
+    out["same_answers"] = {"questions": len(questions), "same": same, "share": round(same / len(questions), 4),
+                           "same_text": same_text, "same_answer": same_answer, "non_200": failed_plain + failed_sharded, "differ": differ[:20]}
+    out["latency"] = {"p50_unsharded_ms": round(statistics.median(lat_plain), 1),
+                      "p50_sharded_ray_ms": round(statistics.median(lat_sharded), 1)}
+    out["load"] = [round(load0[0], 2), round(os.getloadavg()[0], 2)]
+    return out
+
+
+def report_scale(fig: dict[str, Any]) -> str:
+    m, s, lat, ix = fig["memory"], fig["same_answers"], fig["latency"], fig["indexes"]
+    n = fig["shards"]
+    rows = [
+        (f"memory of one shard's replica ({n} shards) ÷ unsharded engine, both after the questions (RSS)",
+         f"{m['ratio']:.2f} ({max(m['replica_after_mb'])} MB vs {m['engine_after_mb']} MB)", "≤ 0.55"),
+        ("… the replica right after opening its shard ÷ the same engine", f"{m['ratio_open']:.2f} "
+         f"({max(m['replica_open_mb'])} MB)", ""),
+        (f"same answer and top citation, {n} shards on Ray Serve vs unsharded", f"{s['share']:.1%} ({s['same']} of "
+         f"{s['questions']}; non-200: {s['non_200']})", "≥ 99%"),
+        ("… same answer and the same text of the top cited sentence", f"{s['same_text'] / s['questions']:.1%} "
+         f"({s['same_text']} of {s['questions']})", ""),
+        ("… same answer (text, or both abstain)", f"{s['same_answer'] / s['questions']:.1%} "
+         f"({s['same_answer']} of {s['questions']})", ""),
+    ]
+    lines = [f"corpus: {fig['corpus']}", f"machine: {fig['machine']} (load average {fig['load'][0]} → {fig['load'][1]})",
+             f"indexes: unsharded {ix['unsharded_gb']} GB, {n} shards {ix['sharded_gb']} GB on disk; "
+             f"{'built in this run' if all(ix['built_fresh']) else 'cached'} (build {ix['build_s'][0]} s / {ix['build_s'][1]} s)",
+             "", "| figure | measured | goal |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines += ["", f"replicas after opening: {m['replica_open_mb']} MB, after the questions: {m['replica_after_mb']} MB; "
+              f"unsharded engine after opening {m['engine_open_mb']} MB, after the questions {m['engine_after_mb']} MB; "
+              f"the sharded qa serve process {m['sharded_server_open_mb']} / {m['sharded_server_after_mb']} MB",
+              f"question p50: unsharded {lat['p50_unsharded_ms']} ms, {n} shards on Ray Serve {lat['p50_sharded_ray_ms']} ms"]
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="citeqa-cluster-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -242,7 +409,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", help="keep the corpus, indexes and logs here (default: a temp folder, removed)")
     ap.add_argument("--note", default="", help="the machine's state, printed with the figures")
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    ap.add_argument("--scale", type=int, metavar="PASSAGES",
+                    help="instead: replica memory on eval/bench/scale.py's collection of PASSAGES passages "
+                         "(--smoke: its small pool)")
+    ap.add_argument("--shards", type=int, default=2, help="with --scale: shards of the sharded copy (default 2)")
+    ap.add_argument("--cache", type=Path, default=None, help="with --scale: where the collections are cached "
+                    "(default eval/cache/scale)")
     args = ap.parse_args(argv)
+    if args.scale is not None:
+        from eval.bench.scale import CACHE
+
+        if args.scale < 1 or not 2 <= args.shards <= 256 or args.questions < 1:
+            ap.error("--scale and --questions must be at least 1, --shards from 2 to 256")
+        args.cache = args.cache or CACHE
+        if args.smoke and args.questions == 200:
+            args.questions = 30
+        fig = run_scale(args)
+        print(report_scale(fig))
+        if args.json:
+            Path(args.json).write_text(json.dumps(fig, indent=2))
+        return 0
     fig = run(args)
     print(report(fig))
     if args.json:

@@ -65,7 +65,7 @@ class Server:
 
 
 def start_server(index_dir: Path, workers: int = 1, batch: bool = True, log: Path | None = None,
-                 extra: list[str] | None = None) -> Server:
+                 extra: list[str] | None = None, timeout: float = 180.0) -> Server:
     """``extra``: more `qa serve` arguments (``["--keys", FILE]``, ``["--watch", CORPUS]``)."""
     port = free_port()
     qa = str(Path(sys.executable).with_name("qa"))
@@ -96,7 +96,7 @@ def start_server(index_dir: Path, workers: int = 1, batch: bool = True, log: Pat
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     try:
-        wait_healthy(server.url, proc, log)
+        wait_healthy(server.url, proc, log, timeout)
     except BaseException:
         stop_server(server)
         raise

@@ -40,7 +40,7 @@ from index.arrays import load_array
 from index.bm25 import Bm25Index
 from index.loaded import LoadedIndex
 from index.shards import ShardedIndex, shard_count, shard_dir
-from index.store import NoIndexError
+from index.store import NoIndexError, current_generation
 from index.vectors import VectorSearch
 
 SHARD_TIMEOUT = 3.0  # seconds a question waits for a shard (all tries together) before 503
@@ -78,6 +78,9 @@ class ShardReplica:
         self._lock = threading.Lock()
         if not self.folder.is_dir():
             raise NoIndexError(f"no shard at {self.folder}")
+        live = current_generation(self.folder)
+        if live is not None:  # opened now, so the deployment is ready when it reports healthy: at 1M
+            self._at(live.name)  # passages opening takes seconds, longer than a question waits for a shard
 
     def _at(self, generation: str) -> _Searchers:
         with self._lock:

@@ -3,6 +3,7 @@
     python -m eval.bench.scale                     # 1,000,000 passages (first run builds and caches them)
     python -m eval.bench.scale --smoke             # 20,000 passages from a smaller pool: the CI run
     python -m eval.bench.scale --passages 200000 --questions 500
+    python -m eval.bench.scale --build-only --shards 2   # the same collection as 2 shards (for eval.cluster --scale)
 
 How the collection is made (plainly, because encoding a million real texts at ~300 texts/s on
 these two cores would take about an hour):
@@ -23,7 +24,11 @@ these two cores would take about an hour):
 - BM25 terms of a sentence are its real terms; a passage's are its sentences' terms in order
   (exactly what analyzing the joined text gives: no term spans the joining space);
 - everything is written as a real index generation (SQLite records, arrays, FAISS, BM25, token
-  vectors) through the same writer ``qa index`` uses, and asked through the real ``Engine``.
+  vectors) through the same writer ``qa index`` uses, and asked through the real ``Engine``;
+- ``--shards N`` (with ``--build-only``) writes the same documents as a sharded index, laid out as
+  ``qa index --shards N`` lays one out: each document in the shard ``shard_of(doc_id, N)`` gives,
+  each shard written by the same ``write_index``, then ``globalize`` gives every shard the whole
+  collection's BM25 statistics. ``python -m eval.cluster --scale`` serves it on Ray.
 
 Questions are real SQuAD dev questions, encoded by the real encoder. Figures are printed next to
 the plain baseline at the same size (sentence-transformers encode + exact FAISS flat search + top
@@ -168,8 +173,11 @@ def make_collection(pool: Pool, n_passages: int, seed: int = SEED) -> list[tuple
     return docs
 
 
-def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[str, float]:
-    """Write the collection as a real index generation; returns the time of each part (s)."""
+def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str, ords: list[int] | None = None) -> dict[str, float]:
+    """Write the collection as a real index generation; returns the time of each part (s).
+
+    ``ords``: each document's number in the whole collection (its id is ``synthetic/ORD.txt``),
+    when ``docs`` are one shard's part of it; by default 0, 1, 2, …"""
     from index.annotate import ANNOTATOR_VERSION
     from index.bm25 import Bm25Index, TermIds
     from index.documents import LOADER_VERSION
@@ -192,12 +200,12 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str) -> dict[st
     pass_bounds = np.empty((n_p, 2), dtype=np.int64)  # first, last sentence row of each passage
     sid = pid = 0
     texts, lengths = pool.texts, pool.lengths
-    for ord_, (ids, wins) in enumerate(docs):
-        doc_id = f"synthetic/{ord_:06d}.txt"
+    for ord_, (number, (ids, wins)) in enumerate(zip(range(len(docs)) if ords is None else ords, docs, strict=True)):
+        doc_id = f"synthetic/{number:06d}.txt"  # a shard's documents keep their collection-wide ids
         starts = np.concatenate([[0], np.cumsum(lengths[ids] + 1)[:-1]])
         ends = starts + lengths[ids]
         text = " ".join(texts[i] for i in ids.tolist())
-        w.add_document(ord_, doc_id, texts[ids[0]], text, f"synthetic-{ord_}", None)
+        w.add_document(ord_, doc_id, texts[ids[0]], text, f"synthetic-{number}", None)
         owner = [0] * len(ids)
         for j, (first, last) in reversed(list(enumerate(wins))):
             for k in range(first, last + 1):
@@ -341,40 +349,79 @@ def _opens(index_dir: Path) -> bool:
     return True
 
 
+def collection_dir(passages: int, seed: int, cache: Path, encoder_name: str, pool_articles: int | None,
+                   shards: int = 1) -> Path:
+    tag = "" if pool_articles is None else f"-a{pool_articles}"
+    return cache / f"n{passages}-{encoder_name}-s{seed}{tag}{'' if shards == 1 else f'-shards{shards}'}"
+
+
+def cached_index(pool: Pool, passages: int, seed: int, cache: Path, encoder_name: str, pool_articles: int | None,
+                 *, shards: int = 1, rebuild: bool = False) -> tuple[Path, dict]:
+    """The collection's index (built now, or the cached one); with ``shards`` > 1 the same
+    collection as a sharded index, laid out as ``qa index --shards N`` lays it out: each document
+    in shard ``shard_of(doc_id, N)`` (index/shards.py), every shard written by ``write_index``
+    (the same writer), then the whole collection's BM25 statistics given to every shard
+    (``globalize``, as ``qa index --shards`` does)."""
+    import shutil
+
+    from index.shards import globalize, shard_count, shard_dir, shard_of, write_layout
+    from index.store import FORMAT_VERSION, current_generation
+
+    base = collection_dir(passages, seed, cache, encoder_name, pool_articles, shards)
+    index_dir = base / "index"
+    marker = base / "collection.json"
+    want = {"passages": passages, "seed": seed, "pool": len(pool.texts), "format": FORMAT_VERSION,
+            "sentences_per_doc": SENTENCES_PER_DOC, "neighbourhood": NEIGHBOURHOOD}
+    if shards > 1:
+        want["shards"] = shards
+    info = json.loads(marker.read_text()) if marker.exists() else {}
+    if shards == 1:
+        ready = current_generation(index_dir) is not None and _opens(index_dir)
+    else:
+        ready = shard_count(index_dir) == shards and all(
+            current_generation(shard_dir(index_dir, i)) is not None and _opens(shard_dir(index_dir, i))
+            for i in range(shards))
+    if not rebuild and ready and info.get("collection") == want:
+        return index_dir, {**info, "built_fresh": False}
+    shutil.rmtree(index_dir, ignore_errors=True)
+    log(f"building the {passages:,}-passage index{f' as {shards} shards' if shards > 1 else ''} in {index_dir} "
+        "(cached for later runs)")
+    t = time.perf_counter()
+    docs = make_collection(pool, passages, seed)
+    t_docs = time.perf_counter() - t
+    if shards == 1:
+        build = {"documents drawn": t_docs, **write_index(pool, docs, index_dir, encoder_name)}
+    else:
+        write_layout(index_dir, shards)
+        build = {"documents drawn": t_docs}
+        for i in range(shards):
+            ords = [o for o in range(len(docs)) if shard_of(f"synthetic/{o:06d}.txt", shards) == i]
+            log(f"shard {i + 1} of {shards}: {len(ords):,} documents")
+            part = write_index(pool, [docs[o] for o in ords], shard_dir(index_dir, i), encoder_name, ords)
+            for k, v in part.items():
+                build[k] = build.get(k, 0.0) + v
+        t = time.perf_counter()
+        globalize(index_dir, log)
+        build["collection statistics (globalize)"] = time.perf_counter() - t
+    info = {"collection": want, "build": build, "documents": len(docs),
+            "built": time.strftime("%Y-%m-%d %H:%M:%S"), "built_fresh": True}
+    marker.write_text(json.dumps(info, indent=1))
+    return index_dir, info
+
+
 def run(args: argparse.Namespace) -> dict:
     import faiss
 
     from index.encoder import DEFAULT_ENCODER
-    from index.store import FORMAT_VERSION, current_generation
+    from index.store import current_generation
     from qa.analyze import analyze
     from qa.engine import Engine
 
     load0 = os.getloadavg()[0]
     encoder_name = args.encoder or DEFAULT_ENCODER
     pool = Pool(encoder_name, args.cache, args.pool_articles)
-    tag = "" if args.pool_articles is None else f"-a{args.pool_articles}"
-    base = args.cache / f"n{args.passages}-{encoder_name}-s{args.seed}{tag}"
-    index_dir = base / "index"
-    marker = base / "collection.json"
-    want = {"passages": args.passages, "seed": args.seed, "pool": len(pool.texts), "format": FORMAT_VERSION,
-            "sentences_per_doc": SENTENCES_PER_DOC, "neighbourhood": NEIGHBOURHOOD}
-    info = json.loads(marker.read_text()) if marker.exists() else {}
-    if args.rebuild or current_generation(index_dir) is None or info.get("collection") != want or not _opens(index_dir):
-        import shutil
-
-        shutil.rmtree(index_dir, ignore_errors=True)
-        log(f"building the {args.passages:,}-passage index in {index_dir} (cached for later runs)")
-        t = time.perf_counter()
-        docs = make_collection(pool, args.passages, args.seed)
-        t_docs = time.perf_counter() - t
-        build = write_index(pool, docs, index_dir, encoder_name)
-        build = {"documents drawn": t_docs, **build}
-        info = {"collection": want, "build": build, "documents": len(docs),
-                "built": time.strftime("%Y-%m-%d %H:%M:%S"), "built_fresh": True}
-        marker.write_text(json.dumps(info, indent=1))
-        del docs
-    else:
-        info["built_fresh"] = False
+    index_dir, info = cached_index(pool, args.passages, args.seed, args.cache, encoder_name, args.pool_articles,
+                                   rebuild=args.rebuild)
     gen = current_generation(index_dir)
     assert gen is not None
     disk = disk_sizes(gen)
@@ -529,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="SQuAD articles whose sentences make the pool (default: all 48; --smoke: 4)")
     ap.add_argument("--smoke", action="store_true",
                     help="a quick run (CI): 20,000 passages from a pool of 4 articles, 100 questions")
+    ap.add_argument("--shards", type=int, default=1,
+                    help="with --build-only: write the collection as this many shards (as `qa index --shards N`)")
+    ap.add_argument("--build-only", action="store_true",
+                    help="only build (or find cached) the collection's index; print its folder and build figures as JSON")
     args = ap.parse_args(argv)
     s = args.smoke
     args.passages = args.passages or (20_000 if s else 1_000_000)
@@ -539,6 +590,22 @@ def main(argv: list[str] | None = None) -> int:
         args.pool_articles = 4
     if args.passages < 1 or args.questions < 1 or args.e2e < 1 or args.baseline < 1:
         print("python -m eval.bench.scale: --passages, --questions, --e2e and --baseline must be at least 1", file=sys.stderr)
+        return 2
+    if args.build_only:
+        from index.encoder import DEFAULT_ENCODER
+        from index.shards import MAX_SHARDS
+
+        if not 1 <= args.shards <= MAX_SHARDS:
+            print(f"python -m eval.bench.scale: --shards must be from 1 to {MAX_SHARDS}", file=sys.stderr)
+            return 2
+        encoder_name = args.encoder or DEFAULT_ENCODER
+        pool = Pool(encoder_name, args.cache, args.pool_articles)
+        index_dir, info = cached_index(pool, args.passages, args.seed, args.cache, encoder_name, args.pool_articles,
+                                       shards=args.shards, rebuild=args.rebuild)
+        print(json.dumps({"index": str(index_dir), **info}))
+        return 0
+    if args.shards != 1:
+        print("python -m eval.bench.scale: --shards is for --build-only (the benchmark asks one index)", file=sys.stderr)
         return 2
     r = run(args)
     r["date"] = time.strftime("%Y-%m-%d %H:%M")
