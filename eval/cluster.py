@@ -168,6 +168,16 @@ def _ask_all(url: str, questions: list[str]) -> tuple[list[dict[str, Any] | None
     return answers, took, failed
 
 
+def _connect(ray: str | None) -> tuple[str, LocalCluster | None]:
+    """The cluster ``--ray`` names, or a two-node loopback cluster started here (the caller stops it)."""
+    if ray:
+        return ray, None
+    print("starting the two-node cluster …", file=sys.stderr)
+    cluster = start_cluster(2)
+    os.environ.update(cluster.client_env())
+    return cluster.address, cluster
+
+
 def _scale_index(args: argparse.Namespace, shards: int) -> dict[str, Any]:
     """The scale benchmark's collection as one index or as ``shards`` shards (built in a child
     process, so the build's memory is gone before anything is measured)."""
@@ -227,13 +237,7 @@ def run_scale(args: argparse.Namespace) -> dict[str, Any]:
         stop_server(server)
         server = None
 
-        if args.ray:
-            address = args.ray
-        else:
-            print("starting the two-node cluster …", file=sys.stderr)
-            cluster = start_cluster(2)
-            address = cluster.address
-            os.environ.update(cluster.client_env())
+        address, cluster = _connect(args.ray)
         print(f"{args.shards} shards: qa serve --ray (1 replica each), asking …", file=sys.stderr)
         server = start_server(Path(many["index"]), log=work / "sharded.log", timeout=900,
                               extra=["--ray", address, "--replicas", "1"])
@@ -312,13 +316,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster: LocalCluster | None = None
     servers = []
     try:
-        if args.ray:
-            address = args.ray
-        else:
-            print("starting the two-node cluster …", file=sys.stderr)
-            cluster = start_cluster(2)
-            address = cluster.address
-            os.environ.update(cluster.client_env())
+        address, cluster = _connect(args.ray)
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         for d in ("local", "ray", "sharded"):
             shutil.rmtree(work / d, ignore_errors=True)
