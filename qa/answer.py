@@ -76,6 +76,11 @@ def numbers_in(text: str) -> set[str]:
     return out
 
 _ABSOLUTE_DATE = re.compile(r"\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b", re.I)
+# Times a report gives relative to when it was written ("today", "on Thursday", "last week").
+_AT_WRITING = re.compile(
+    r"\b(?:today|tonight|yesterday|tomorrow|this (?:morning|afternoon|evening|week)|last (?:night|week)"
+    r"|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b", re.I)  # fmt: skip
+LEAD_SENTENCES = 3  # a news report says when its event happened in its first sentences
 
 
 @dataclass(frozen=True)
@@ -321,7 +326,12 @@ class AnswerStep:
 
     # --- the answer phrase -----------------------------------------------------------------
     def document_date_fallback(self, q: Question, sid: int, span: SpanCandidate | None):
-        """For a "when" question whose sentence holds no date: the document's own date, or None."""
+        """For a "when" question whose sentence holds no date: the document's own date, or None.
+
+        Only for a document that reports its events at its own date: one whose cited sentence or
+        first sentences give a time relative to the writing ("today", "on Thursday"), as a news
+        report does. An interview or an essay dated the day it was published speaks of things
+        that happened at other times, and its date answers none of them."""
         if q.expected != "date":
             return None
         text = self.index.sent_text[sid]
@@ -330,6 +340,9 @@ class AnswerStep:
             if label in labels and _ABSOLUTE_DATE.search(text[s:e]):
                 return None
         doc = self.index.docs[self.index.sent_doc[sid]]
-        if doc.date_iso and doc.date_start is not None and doc.date_end is not None:
+        if not (doc.date_iso and doc.date_start is not None and doc.date_end is not None):
+            return None
+        lead = self.index.doc_sentences[doc.doc_id][:LEAD_SENTENCES]
+        if any(_AT_WRITING.search(self.index.sent_text[int(i)]) for i in (sid, *lead)):
             return doc
         return None

@@ -44,6 +44,9 @@ class Reading:
     phrase: str
     # the runner-up phrases (characters in the sentence, score), best first, not overlapping it
     others: tuple[tuple[int, int, float], ...] = ()
+    # the phrase is the document's own date, read before a sentence that gives none
+    # (``qa.reading.NeuralReader`` sets it; ``start``/``end`` are then 0)
+    document_date: bool = False
 
 
 class NeuralReader:

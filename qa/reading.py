@@ -132,6 +132,12 @@ def _columns() -> list[int]:
     return [SENTENCE_FEATURES.index(c) for c in _FIRST_RANKING_COLUMNS]
 
 
+def _picks_date(reading: Reading, date: str) -> bool:
+    """Does ``reading`` (of "On {date}, {sentence}") put its phrase on the date and nothing after it?"""
+    begin, stop = len("On "), len("On ") + len(date)
+    return reading.end > reading.start and reading.start < stop and begin < reading.end <= stop + 1
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max())
     return e / e.sum()
@@ -191,17 +197,24 @@ class NeuralReader:
         # A "when" question about a sentence that gives no date is answered by the document's own
         # date (qa/cite.py says so); the reader judges that sentence with the date put before it,
         # as the dateline of a news article stands before its first sentence.
-        dated: list[int] = []
+        dated: list[tuple[int, str]] = []
         for i, s in enumerate(sids.tolist()):
             doc = self.step.document_date_fallback(q, int(s), None)
             if doc is not None:
-                dated.append(i)
-                pairs.append((pairs[i][0], f"On {doc.text[doc.date_start : doc.date_end]}, {pairs[i][1]}"))
+                date = doc.text[doc.date_start : doc.date_end]
+                dated.append((i, date))
+                pairs.append((pairs[i][0], f"On {date}, {pairs[i][1]}"))
         read = self.onnx.read(q.text, pairs, phrases=4)
         readings = read[: len(sids)]
-        for k, i in enumerate(dated):
+        for k, (i, date) in enumerate(dated):
             with_date = read[len(sids) + k]
-            if with_date.logit > readings[i].logit:
+            if _picks_date(with_date, date):
+                # the reader's phrase is that date: the answer given is the document's date, so its
+                # phrase score (and its type, a date) is what the confidence should weigh, not the
+                # score of a phrase inside the sentence that is not the answer
+                readings[i] = Reading(max(with_date.logit, readings[i].logit), 0, 0, with_date.span_score, date,
+                                      document_date=True)  # fmt: skip
+            elif with_date.logit > readings[i].logit:
                 readings[i] = replace(readings[i], logit=with_date.logit)
         return tuple(readings)
 
@@ -257,7 +270,9 @@ class NeuralReader:
     def evidence_features(self, read: ReadCandidates, best: int, start: int, end: int) -> np.ndarray:
         measured = read.measured[best] if len(read.measured) > best else np.zeros(len(_FIRST_RANKING_COLUMNS))
         typed = 0.0
-        if read.expected and end > start:
+        if read.expected and read.readings[best].document_date:
+            typed = 1.0  # the document's date, for a question that expects one
+        elif read.expected and end > start:
             mentions = self.step.index.mentions[int(read.sids[best])]
             typed = float(any(lab in read.expected and a < end and b > start for a, b, lab, *_ in mentions))
         return np.concatenate([measured, [float(bool(read.expected)), typed]])

@@ -43,6 +43,44 @@ def test_when_without_a_date_in_the_sentence_falls_back_to_the_document_date(eng
     assert a["answer_note"]
 
 
+def test_the_document_date_answers_only_for_a_document_that_reports_at_its_date(engine) -> None:
+    """A news report that says "on Thursday" dates its events by its own date; an interview dated the
+    day it was published (the demo's 002, no time relative to its writing in its first sentences)
+    speaks of other times, but for a sentence of its own that says "today"."""
+    from qa.answer import _AT_WRITING
+
+    step = engine.answerer
+    q = analyze("When did it happen?")
+    by_doc = {doc_id[:3]: sids for doc_id, sids in engine.index.doc_sentences.items()}
+    news = [step.document_date_fallback(q, s, None) for s in by_doc["003"]]
+    assert any(d is not None and d.doc_id.startswith("003_") for d in news)
+    assert engine.index.docs[next(iter(d for d in engine.index.docs if d.startswith("002_")))].date_iso
+    interview = [s for s in by_doc["002"] if not _AT_WRITING.search(engine.index.sent_text[s])]
+    assert len(interview) > 20 and all(step.document_date_fallback(q, s, None) is None for s in interview)
+    today = [s for s in by_doc["002"] if s not in interview]  # "Today EDnews will talk about …"
+    assert today and all(step.document_date_fallback(q, s, None) is not None for s in today)
+    assert all(step.document_date_fallback(analyze("Who met Aliyev?"), s, None) is None for s in by_doc["003"])
+    a = engine.ask("When was the Center for South Asia & International Studies founded?").to_dict()
+    assert a["answer_source"] != "document_date"
+
+
+def test_a_document_date_answer_is_as_sure_as_the_reader_is_of_that_date(engine) -> None:
+    """The reader reads "On <date>, <sentence>"; when its phrase is that date, the reading (and so the
+    confidence's phrase score and type) is the date's, not a phrase of the sentence that is not the answer."""
+    from qa.analyze import TYPE_LABELS
+
+    question = "when were direct AZAL flights announced"
+    q = analyze(question)
+    reader = engine.reader_named("neural")
+    read = reader.read_candidates(q, engine.answerer.gather(q, engine.question_vectors(question)))
+    top = read.readings[0]
+    assert top.document_date and top.phrase == "November 9, 2023" and top.start == top.end == 0
+    assert read.expected == TYPE_LABELS["date"]
+    decision = reader.decide(read)
+    assert decision.span is None and decision.features[-1] == 1.0  # the phrase is typed: a date
+    assert not decision.abstain and decision.confidence > 0.5
+
+
 def test_who_question_gets_the_person(engine) -> None:
     a = engine.ask("Who led the Pakistan side at the second round of political consultations?").to_dict()
     assert "Sohail Mahmood" in (a["answer"] or "")
