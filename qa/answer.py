@@ -80,6 +80,7 @@ _ABSOLUTE_DATE = re.compile(r"\d|\b(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|
 _AT_WRITING = re.compile(
     r"\b(?:today|tonight|yesterday|tomorrow|this (?:morning|afternoon|evening|week)|last (?:night|week)"
     r"|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b", re.I)  # fmt: skip
+_WEEKDAY_QUESTION = re.compile(r"\bday of the week\b", re.I)
 LEAD_SENTENCES = 3  # a news report says when its event happened in its first sentences
 
 
@@ -332,8 +333,8 @@ class AnswerStep:
         first sentences give a time relative to the writing ("today", "on Thursday"), as a news
         report does. An interview or an essay dated the day it was published speaks of things
         that happened at other times, and its date answers none of them."""
-        if q.expected != "date":
-            return None
+        if q.expected != "date" or _WEEKDAY_QUESTION.search(q.text):
+            return None  # (a question for the day of the week wants the weekday the sentence gives)
         text = self.index.sent_text[sid]
         labels = TYPE_LABELS["date"]
         for s, e, label, _value in self.index.mentions[sid]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -132,6 +133,17 @@ def _columns() -> list[int]:
     return [SENTENCE_FEATURES.index(c) for c in _FIRST_RANKING_COLUMNS]
 
 
+_WHO_IS = re.compile(r"^\s*who\s+(?:is|was)\s+(?!(?:the|a|an|this|that|his|her|their|its|our|your|my)\b)([\w.'’ -]+?)\s*\??\s*$", re.I)
+_LINKING = re.compile(r"^(?:[\s,;:&]|\band\b|\bor\b)+", re.I)
+
+
+def described_person(question: str) -> str | None:
+    """What a definition question asks about ("Who is Ilham Aliyev?" → "Ilham Aliyev"), or None;
+    ``_describing`` treats it as a person only where a person of that name is in the sentence."""
+    m = _WHO_IS.match(question)
+    return m.group(1) if m else None
+
+
 def _picks_date(reading: Reading, date: str) -> bool:
     """Does ``reading`` (of "On {date}, {sentence}") put its phrase on the date and nothing after it?"""
     begin, stop = len("On "), len("On ") + len(date)
@@ -153,6 +165,7 @@ class ReadCandidates:
     rest: np.ndarray  # the other candidates, in first-ranking order
     measured: np.ndarray = field(default_factory=lambda: np.zeros((0, len(_FIRST_RANKING_COLUMNS))))  # [read, 4]
     expected: frozenset[str] = frozenset()  # entity labels that fit the question's expected answer type
+    subject: str | None = None  # the person a "who is X?" question asks about (``described_person``)
 
 
 class NeuralReader:
@@ -187,7 +200,7 @@ class NeuralReader:
         readings = (before.readings if before is not None else ()) + rc
         measured = cand.numeric[top][:, _columns()] if len(cand.numeric) else np.zeros((len(top), len(_FIRST_RANKING_COLUMNS)))
         return ReadCandidates(cand.sids[top], logp[top], readings, cand.sids[order[len(top) :]], measured,
-                              TYPE_LABELS.get(q.expected or "", frozenset()))  # fmt: skip
+                              TYPE_LABELS.get(q.expected or "", frozenset()), described_person(q.text))  # fmt: skip
 
     def _read_sids(self, q: Question, sids: np.ndarray) -> tuple[Reading, ...]:
         if len(sids) == 0:
@@ -238,6 +251,8 @@ class NeuralReader:
                 if _norm(text[a:b]) != _norm(avoid):
                     start, end, span_score = a, b, sc
                     break
+        if read.subject and end > start:
+            start, end = self._describing(int(read.sids[best]), start, end, read.subject)
         span = SpanCandidate(start, end, 0, 0, "neural") if end > start else None
         p = _softmax(combined)
         ranked = [(int(read.sids[i]), float(p[i])) for i in order]
@@ -258,6 +273,28 @@ class NeuralReader:
                 alternatives.append((sid, SpanCandidate(rd.start, rd.end, 0, 0, "neural"), float(p[i])))
         alternatives.sort(key=lambda x: -x[2])
         return Decision(ranked, span, conf, conf < cal.threshold, feats, tuple(alternatives), conf)
+
+    def _describing(self, sid: int, start: int, end: int, subject: str) -> tuple[int, int]:
+        """The phrase ``start:end`` of sentence ``sid`` as an answer to "who is ``subject``?": what it
+        says of that person, never another one. A phrase that takes in another person's name ("Prime
+        Minister Imran Khan and President" before "Ilham Aliyev") keeps what follows the last such
+        name and its conjunction ("President"); nothing is left (0, 0) when nothing follows."""
+        text = self.step.index.sent_text[sid]
+        own = set(_norm(subject).split())
+        people = [(a, b, bool(own & set(_norm(text[a:b]).split())))
+                  for a, b, label, _value in self.step.index.mentions[sid] if label == "PERSON"]  # fmt: skip
+        if not any(is_subject for *_, is_subject in people):
+            return start, end  # the sentence does not name that person: nothing to tell apart
+        cut = start
+        for a, b, is_subject in people:
+            if a < end and b > start and not is_subject:
+                cut = max(cut, b)
+        if cut == start:
+            return start, end
+        rest = _LINKING.sub("", text[cut:end])
+        if not rest.strip():
+            return 0, 0
+        return end - len(rest), end
 
     @staticmethod
     def features(logits, combined, order, span_score, log_prior, n) -> np.ndarray:

@@ -64,6 +64,12 @@ def test_the_document_date_answers_only_for_a_document_that_reports_at_its_date(
     assert a["answer_source"] != "document_date"
 
 
+def test_a_question_for_the_day_of_the_week_gets_the_weekday_not_the_document_date(engine) -> None:
+    a = engine.ask("What day of the week was Kakar's meeting with President Aliyev held?").to_dict()
+    assert a["answer_source"] == "sentence" and a["answer"] == "Thursday"
+    assert engine.ask("When was Kakar's meeting with President Aliyev held?").answer_source == "document_date"
+
+
 def test_a_document_date_answer_is_as_sure_as_the_reader_is_of_that_date(engine) -> None:
     """The reader reads "On <date>, <sentence>"; when its phrase is that date, the reading (and so the
     confidence's phrase score and type) is the date's, not a phrase of the sentence that is not the answer."""
@@ -79,6 +85,27 @@ def test_a_document_date_answer_is_as_sure_as_the_reader_is_of_that_date(engine)
     decision = reader.decide(read)
     assert decision.span is None and decision.features[-1] == 1.0  # the phrase is typed: a date
     assert not decision.abstain and decision.confidence > 0.5
+
+
+@pytest.mark.parametrize("question", ["Who is Ilham Aliyev?", "who is ilham aliyev"])
+def test_a_definition_answer_describes_the_person_asked_about_not_another(engine, question) -> None:
+    """"Prime Minister Imran Khan and President Ilham Aliyev": what describes Aliyev is "President",
+    not a phrase that takes in another person (the reader alone answers "Prime Minister Imran Khan and
+    President" here)."""
+    a = engine.ask(question).to_dict()
+    assert not a["abstained"] and "President" in a["answer"] and "Imran" not in a["answer"]
+    top = a["citations"][0]
+    assert top["sentence"][top["answer_start"] : top["answer_end"]] == a["answer"]
+    assert engine.ask("Who is Imran Khan?").answer == "Prime Minister"  # the other person's own title
+
+
+def test_only_a_question_about_someone_named_is_a_definition_question() -> None:
+    from qa.reading import described_person
+
+    assert described_person("Who is Ilham Aliyev?") == "Ilham Aliyev"
+    assert described_person("who was sergey lavrov") == "sergey lavrov"
+    assert described_person("Who is the president of Azerbaijan?") is None
+    assert described_person("Who led the talks?") is None
 
 
 def test_who_question_gets_the_person(engine) -> None:
