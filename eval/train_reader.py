@@ -912,12 +912,16 @@ def main(argv: list[str] | None = None) -> int:
         train_groups = question_groups(pairs["train"])[train_enc.source]
         _log(f"listwise loss (weight {args.listwise}): {len(np.unique(train_groups[train_groups >= 0])):,} question groups")
     rng = random.Random(args.seed)
-    held_q = sorted({p.question for p in pairs["heldout"] if p.kind == "pos"})
+    held_q = sorted({p.question for p in pairs["heldout"] if p.kind == "pos" and p.how != "paraphrase"})
     rng.shuffle(held_q)
     chosen = set(held_q[: args.heldout_eval])
-    held_pairs = [p for p in pairs["heldout"] if (p.question in chosen and p.how != "definition") or p.how == "definition"
-                  or p.kind == "near_miss"]
+    held_pairs = [p for p in pairs["heldout"] if p.how != "paraphrase" and (
+                  (p.question in chosen and p.how != "definition") or p.how == "definition" or p.kind == "near_miss")]
     held_pairs = [p for p in held_pairs if p.kind != "near_miss" or rng.random() < 0.5][: args.heldout_eval * 5]
+    # the paraphrase positives (and their negatives) of the first held-out questions, measured apart:
+    # the set above stays what it was for runs without them
+    para_q = list(dict.fromkeys(p.question for p in pairs["heldout"] if p.how == "paraphrase"))[: args.heldout_eval // 2]
+    held_pairs += [p for p in pairs["heldout"] if p.how == "paraphrase" and p.question in set(para_q)]
     held_enc = encode_pairs(held_pairs)
     held_pairs = [p for p, keep in zip(held_pairs, _kept_mask(held_pairs), strict=True) if keep]
     _log(f"{len(train_enc.inputs):,} training inputs; {len(held_enc.inputs):,} held-out inputs; device {device}")
