@@ -108,6 +108,26 @@ def test_only_a_question_about_someone_named_is_a_definition_question() -> None:
     assert described_person("Who led the talks?") is None
 
 
+def test_an_answer_phrase_does_not_cut_a_name_short(engine) -> None:
+    """A phrase ending inside a named entity whose rest is capitalised words takes the rest; an
+    entity that goes on with a lowercase word ("the OIC Contact Group on", a tagger's slip) does not."""
+    reader = engine.reader_named("neural")
+    text = engine.index.sent_text
+
+    def sid_with(words: str) -> int:
+        return next(i for i in range(len(text)) if words in text[i])
+
+    pipe = sid_with("Pakistan Stream Gas Pipeline project")
+    a = text[pipe].index("Pakistan Stream Gas")
+    got = reader._whole_names(pipe, a, a + len("Pakistan Stream Gas"))
+    assert text[pipe][got[0] : got[1]] == "Pakistan Stream Gas Pipeline"
+    assert reader._whole_names(pipe, got[0], got[1]) == got  # a whole name stays as it is
+    oic = sid_with("OIC Contact Group on")
+    a = text[oic].index("OIC Contact Group")
+    assert reader._whole_names(oic, a, a + len("OIC Contact Group")) == (a, a + len("OIC Contact Group"))
+    assert engine.ask("Which gas pipeline did Qureshi mention?").answer == "Pakistan Stream Gas Pipeline"
+
+
 def test_who_question_gets_the_person(engine) -> None:
     a = engine.ask("Who led the Pakistan side at the second round of political consultations?").to_dict()
     assert "Sohail Mahmood" in (a["answer"] or "")
