@@ -34,6 +34,7 @@ import numpy as np
 
 from qa.analyze import TYPE_LABELS, Question
 from qa.answer import AnswerStep, Candidates, Decision, _norm
+from qa.cite import wants_several
 from qa.features import QuestionVectors, SpanCandidate
 from qa.model import Calibration
 from qa.reader import MODEL_FILE, ReaderUnavailableError, Reading
@@ -337,7 +338,9 @@ class NeuralReader:
         if len(cand.sids) == 0:
             return Decision([], None, 0.0, True, np.zeros(len(CONFIDENCE_FEATURES)))
         exit_logit = self.calibration.exit_logit
-        if exit_logit is None or self.depth <= 1:
+        # a question asking for two things ("which two …", "each side") needs more than the first
+        # sentence even when that one clearly answers: its second part is often in another
+        if exit_logit is None or self.depth <= 1 or wants_several(q.text):
             return self.decide(self.read_candidates(q, cand), avoid)
         first = self.read_candidates(q, cand, depth=1)
         if first.readings and first.readings[0].logit >= exit_logit:
