@@ -722,6 +722,7 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
         else:
             ret_l.append(lg)
     top1 = [max(g, key=lambda x: x[1])[0] == 1 for g in groups.values() if any(lab for lab, _ in g) and len(g) > 1]
+    para_top1 = [max(g, key=lambda x: x[1])[0] == 1 for g in para_groups.values() if len(g) > 1]
     return {
         "span_em": float(np.mean(em)), "span_f1": float(np.mean(f1)),
         "evidence_at_1_vs_retrieval_negatives": float(np.mean(top1)),
@@ -730,8 +731,7 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
         **{f"auc_vs_{h}": auc(np.array(pos_l), np.array(v)) for h, v in sorted(by_how.items())},
         **({"definition_em": float(np.mean(def_em))} if def_em else {}),
         **({"paraphrase_em": float(np.mean(para_em)),
-            "paraphrase_evidence_at_1": float(np.mean([max(g, key=lambda x: x[1])[0] == 1 for g in para_groups.values()
-                                                       if len(g) > 1])) if any(len(g) > 1 for g in para_groups.values()) else float("nan"),
+            "paraphrase_evidence_at_1": float(np.mean(para_top1)) if para_top1 else float("nan"),
             "auc_paraphrase_vs_near_miss": auc(np.array(para_l), np.array(near_l))} if para_em else {}),
     }  # fmt: skip
 

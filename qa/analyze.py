@@ -104,6 +104,14 @@ def _head_after(words: list[str], i: int) -> str | None:
     return head
 
 
+_SEVERAL = re.compile(r"\b(?:two|both|each|three)\b", re.I)
+
+
+def wants_several(question: str) -> bool:
+    """Does the question ask for more than one thing ("which two …", "both", "each side")?"""
+    return bool(_SEVERAL.search(question))
+
+
 def question_class(question: str) -> tuple[str, str | None]:
     """(class, head noun or None) of a question; see the module docstring."""
     words = [w.lower() for w in _WORD.findall(question)]

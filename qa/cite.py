@@ -12,17 +12,10 @@ from __future__ import annotations
 import re
 
 from index.loaded import LoadedIndex
-from qa.analyze import Question
+from qa.analyze import Question, wants_several
 from qa.answer import AnswerStep, Decision
 from qa.features import SpanCandidate
 from qa.types import Answer, AnswerPart, AnswerSource, Citation
-
-_SEVERAL = re.compile(r"\b(?:two|both|each|three)\b", re.I)
-
-
-def wants_several(question: str) -> bool:
-    """Does the question ask for more than one thing ("which two …", "both", "each side")?"""
-    return bool(_SEVERAL.search(question))
 
 
 def _norm(text: str) -> str:
