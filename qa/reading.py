@@ -6,7 +6,7 @@ probability, abstain or not). Two implementations of one ``Reader`` protocol:
 - ``NeuralReader``: the trained cross-encoder (``qa/reader.py``, trained by
   ``python -m eval.train_reader``) reads the top ``depth`` sentences of the linear sentence
   ranking (the first alone, then the rest in one batch unless the first clears the calibrated
-  ``exit_logit``); the sentence it finds most likely to answer (its answerability logit,
+  ``exit_logit`` and the question does not ask for two things); the sentence it finds most likely to answer (its answerability logit,
   plus ``prior_weight`` × the log-probability the first ranking gave it) is cited first, its
   phrase is the answer, and a logistic model over what it read, calibrated (isotonic) on SQuAD
   train articles no model trained on, is the confidence. citeqa abstains under the threshold
