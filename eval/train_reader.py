@@ -698,6 +698,9 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
     by_how: dict[str, list[float]] = defaultdict(list)
     def_em: list[float] = []
     para_em, para_l, para_groups = [], [], defaultdict(list)
+    date_em: list[float] = []
+    date_l: dict[str, list[float]] = defaultdict(list)
+    date_groups: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for p, inp, lg, sp in zip(kept, enc.inputs, logits, spans, strict=True):
         if p.how == "paraphrase":  # measured apart, so the other figures stay comparable across runs
             para_groups[p.question].append((p.label, float(lg)))
@@ -705,6 +708,13 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
                 a, b = piece_span_to_chars(inp, sp[0], sp[1], p.sentence)
                 para_em.append(exact_match(p.sentence[a:b], p.answers))
                 para_l.append(lg)
+            continue
+        if p.how == "dateline":  # measured apart too
+            date_groups[p.question].append((p.label, float(lg)))
+            if p.kind == "pos":
+                a, b = piece_span_to_chars(inp, sp[0], sp[1], p.sentence)
+                date_em.append(exact_match(p.sentence[a:b], p.answers))
+            date_l[p.kind].append(float(lg))
             continue
         groups[p.question].append((p.label, float(lg)))
         if p.kind == "pos" and p.how == "definition":
@@ -723,6 +733,7 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
             ret_l.append(lg)
     top1 = [max(g, key=lambda x: x[1])[0] == 1 for g in groups.values() if any(lab for lab, _ in g) and len(g) > 1]
     para_top1 = [max(g, key=lambda x: x[1])[0] == 1 for g in para_groups.values() if len(g) > 1]
+    date_top1 = [max(g, key=lambda x: x[1])[0] == 1 for g in date_groups.values() if len(g) > 1 and any(lab for lab, _ in g)]
     return {
         "span_em": float(np.mean(em)), "span_f1": float(np.mean(f1)),
         "evidence_at_1_vs_retrieval_negatives": float(np.mean(top1)),
@@ -733,6 +744,12 @@ def measure(model, pairs: list[Pair], enc: Encoded, device) -> dict[str, float]:
         **({"paraphrase_em": float(np.mean(para_em)),
             "paraphrase_evidence_at_1": float(np.mean(para_top1)) if para_top1 else float("nan"),
             "auc_paraphrase_vs_near_miss": auc(np.array(para_l), np.array(near_l))} if para_em else {}),
+        **({"dateline_em": float(np.mean(date_em)),
+            "dateline_evidence_at_1": float(np.mean(date_top1)) if date_top1 else float("nan"),
+            "auc_dateline_vs_near_miss": auc(np.array(date_l["pos"]), np.array(date_l["near_miss"])),
+            "auc_dateline_vs_retrieval_negative": auc(np.array(date_l["pos"]), np.array(date_l["retrieval"])),
+            "auc_answerable_vs_dateline_retrieval_negative": auc(np.array(pos_l), np.array(date_l["retrieval"]))}
+           if date_em else {}),
     }  # fmt: skip
 
 
@@ -846,6 +863,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--definitions", type=int, default=30000, help="sentences parsed for definition questions")
     ap.add_argument("--paraphrase-share", type=float, default=0.0,
                     help="share of positives also asked in other words (WordNet synonyms; default 0)")
+    ap.add_argument("--datelines", action="store_true",
+                    help="add dateline pairs: 'when' questions read with a date before the sentence (eval/dateline.py)")
     ap.add_argument("--articles", type=int, default=None, help="only the first N train articles (smoke runs)")
     ap.add_argument("--linear-articles", type=int, default=24)
     ap.add_argument("--heldout-articles", type=int, default=16)
@@ -901,6 +920,16 @@ def main(argv: list[str] | None = None) -> int:
             pairs[part_name] = pairs[part_name] + more
         data_stats = {**data_stats, "paraphrases": made_para}
         _log(f"paraphrase positives: {made_para}")
+    if args.datelines:
+        from eval.dateline import dateline_pairs
+
+        made_dates = {}
+        for part_name in ("train", "heldout"):
+            more = list(dateline_pairs(pairs[part_name], Pair))
+            pairs[part_name] = pairs[part_name] + more
+            made_dates[part_name] = {k: sum(1 for x in more if x.kind == k) for k in ("pos", "retrieval", "near_miss")}
+        data_stats = {**data_stats, "datelines": made_dates}
+        _log(f"dateline pairs: {made_dates}")
     _log(f"pairs: {data_stats['counts']}")
     if args.data_only:
         _log(f"data in {cache}; stopping before training (--data-only)")
@@ -915,13 +944,14 @@ def main(argv: list[str] | None = None) -> int:
     held_q = sorted({p.question for p in pairs["heldout"] if p.kind == "pos" and p.how != "paraphrase"})
     rng.shuffle(held_q)
     chosen = set(held_q[: args.heldout_eval])
-    held_pairs = [p for p in pairs["heldout"] if p.how != "paraphrase" and (
+    held_pairs = [p for p in pairs["heldout"] if p.how not in ("paraphrase", "dateline") and (
                   (p.question in chosen and p.how != "definition") or p.how == "definition" or p.kind == "near_miss")]
     held_pairs = [p for p in held_pairs if p.kind != "near_miss" or rng.random() < 0.5][: args.heldout_eval * 5]
     # the paraphrase positives (and their negatives) of the first held-out questions, measured apart:
     # the set above stays what it was for runs without them
     para_q = list(dict.fromkeys(p.question for p in pairs["heldout"] if p.how == "paraphrase"))[: args.heldout_eval // 2]
     held_pairs += [p for p in pairs["heldout"] if p.how == "paraphrase" and p.question in set(para_q)]
+    held_pairs += [p for p in pairs["heldout"] if p.how == "dateline"]  # all of them (a few hundred), measured apart
     held_enc = encode_pairs(held_pairs)
     held_pairs = [p for p, keep in zip(held_pairs, _kept_mask(held_pairs), strict=True) if keep]
     _log(f"{len(train_enc.inputs):,} training inputs; {len(held_enc.inputs):,} held-out inputs; device {device}")
@@ -1076,6 +1106,8 @@ def onnx_measure(reader, pairs: list[Pair]) -> dict[str, float]:
     """The shipped int8 file on the held-out pairs: phrase EM/F1 and the AUCs, as ``measure``."""
     em, f1, pos_l, near_l, ret_l = [], [], [], [], []
     for p in pairs:
+        if p.how == "dateline":
+            continue  # (measure's figures say how datelines are read)
         r = reader.read(p.question, [(p.title, p.sentence)])[0]
         if p.kind == "pos":
             pred = p.sentence[r.start : r.end]

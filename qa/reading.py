@@ -146,12 +146,12 @@ def described_person(question: str) -> str | None:
     return m.group(1) if m else None
 
 
-_DATELINE = "On "  # the document's date read before a sentence: "On {date}, {sentence}"
+DATELINE = "On "  # the document's date read before a sentence: "On {date}, {sentence}"
 
 
 def _picks_date(reading: Reading, date: str) -> bool:
     """Does ``reading`` (of "On {date}, {sentence}") put its phrase on the date and nothing after it?"""
-    begin, stop = len(_DATELINE), len(_DATELINE) + len(date)
+    begin, stop = len(DATELINE), len(DATELINE) + len(date)
     return reading.end > reading.start and reading.start < stop and begin < reading.end <= stop + 1
 
 
@@ -221,7 +221,7 @@ class NeuralReader:
             if doc is not None:
                 date = doc.text[doc.date_start : doc.date_end]
                 dated.append((i, date))
-                pairs.append((pairs[i][0], f"{_DATELINE}{date}, {pairs[i][1]}"))
+                pairs.append((pairs[i][0], f"{DATELINE}{date}, {pairs[i][1]}"))
         read = self.onnx.read(q.text, pairs, phrases=4)
         readings = read[: len(sids)]
         for k, (i, date) in enumerate(dated):

@@ -561,3 +561,60 @@ def test_paraphrase_positives_keep_the_answer_and_bring_their_retrieval_negative
     assert extra[1].question == first.question and extra[1].sentence == pairs[1].sentence
     groups = question_groups(pairs + extra)
     assert groups[4] == groups[5] >= 0 and groups[4] != groups[0]  # the reworded question and its negative
+
+
+# --- dateline pairs ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sentence", "date", "rest"),
+    [
+        ("In 1932, the bridge opened to traffic.", "1932", "The bridge opened to traffic."),
+        ("The bridge, in 1932, was opened by the mayor.", "1932", "The bridge was opened by the mayor."),
+        ("The bridge opened in 1932, and traffic began.", "1932", "The bridge opened, and traffic began."),
+        ("The bridge opened to traffic on May 5, 1932.", "May 5, 1932", "The bridge opened to traffic."),
+        ("The firm was founded during the 1920s by Smith.", "the 1920s", "The firm was founded by Smith."),
+    ],
+)
+def test_a_dateline_takes_the_date_and_its_preposition_out_of_the_sentence(sentence, date, rest) -> None:
+    from eval.dateline import strip_date
+
+    i = sentence.index(date)
+    assert strip_date(sentence, i, i + len(date)) == rest
+
+
+@pytest.mark.parametrize(
+    ("sentence", "date"),
+    [
+        ("The bridge opened after 1932 to traffic.", "1932"),  # no "in"/"on"/"during": "after" matters
+        ("The bridge opened in 1932 and closed in 1990.", "1932"),  # another date stays in the sentence
+        ("The bridge opened in 1932.", "1932"),  # too little left to read
+        ("Towns grew in the 11th and 12th centuries across Europe.", "the 11th and 12th"),  # a date before its noun
+    ],
+)
+def test_no_dateline_where_taking_the_date_out_would_change_or_keep_it(sentence, date) -> None:
+    from eval.dateline import strip_date
+
+    i = sentence.index(date)
+    assert strip_date(sentence, i, i + len(date)) is None
+
+
+def test_dateline_pairs_answer_by_the_date_before_the_sentence_and_refuse_what_it_does_not_say() -> None:
+    from eval.dateline import dateline_pairs
+    from eval.train_reader import Pair, question_groups
+
+    s = "In 1932, the bridge across the river opened to traffic."
+    q = "When did the bridge open to traffic?"
+    pairs = [Pair(q, "T", s, 1, (3, 7), "pos", ("1932",)),
+             Pair(q, "T", "The river floods every spring.", 0, None, "retrieval", ("1932",)),
+             Pair(q, "T", "The old ferry ran until 1931.", 0, None, "retrieval", ("1932",)),  # a date of its own
+             Pair("When did the tunnel open to traffic?", "T", s, 0, None, "near_miss", ("1932",), "swap"),
+             Pair("Who built the bridge?", "T", "Smith built the bridge in 1930.", 1, (0, 5), "pos", ("Smith",))]  # fmt: skip
+    out = list(dateline_pairs(pairs, Pair))
+    assert [(p.kind, p.label) for p in out] == [("pos", 1), ("retrieval", 0), ("near_miss", 0)]
+    assert all(p.how == "dateline" for p in out)
+    pos, neg, near = out
+    assert pos.sentence == "On 1932, The bridge across the river opened to traffic."
+    assert pos.sentence[pos.span[0] : pos.span[1]] == "1932" and pos.question == q
+    assert neg.sentence == "On 1932, The river floods every spring."
+    assert near.sentence == pos.sentence and near.question.startswith("When did the tunnel")
+    groups = question_groups(pairs + out)
+    assert groups[5] == groups[6] >= 0 and groups[5] != groups[0]  # the dated positive ranks its dated negative
