@@ -31,6 +31,7 @@ from collections.abc import Iterator
 
 from qa.analyze import analyze
 from qa.reading import DATELINE  # how the answer step puts a document's date before a sentence
+
 # what makes the answer step read a sentence with its document's date: no absolute date, which a
 # sentence gives with a digit or a month's name (the answer step looks inside its DATE entities)
 _ABSOLUTE_DATE = re.compile(r"\d|\b(?:Jan(?:uary)?|Feb(?:ruary)?|March|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"

@@ -58,6 +58,11 @@ Data (``../shared/benchmarks/squad-v1.1-train``; nothing of SQuAD dev is read he
   a training question with up to two of the words it shares with its gold sentence replaced by
   WordNet synonyms the sentence does not use; same sentence, same answer, and its retrieval
   negatives asked the same reworded question (users do not repeat the document's words).
+- dateline pairs (``how`` ``dateline``, ``--datelines``; ``eval/dateline.py``): a "when"
+  question whose answer its sentence gives after "in"/"on"/"during", the date moved before the
+  sentence as the answer step puts a document's date ("On 1932, The bridge opened to traffic."),
+  answered by that date; the question's retrieval negatives and near-misses with the same dateline,
+  answered by nothing (a date before a sentence does not make it say what is asked).
 - definition questions (``how`` ``definition``), which SQuAD hardly has and users ask ("who is
   X?"): for a person (spaCy NER) that a training sentence describes with an appositive ("X, the
   Y of Z,") or a title before the name ("Foreign Minister X"), "Who is X?" and "Who was X?" with
