@@ -81,6 +81,9 @@ _AT_WRITING = re.compile(
     r"\b(?:today|tonight|yesterday|tomorrow|this (?:morning|afternoon|evening|week)|last (?:night|week)"
     r"|(?:mon|tues|wednes|thurs|fri|satur|sun)day)\b", re.I)  # fmt: skip
 _WEEKDAY_QUESTION = re.compile(r"\bday of the week\b", re.I)
+# A question about what will happen ("When will the shuttle arrive?", "When is the vote to be
+# held?"): a document's date is when it was written, which dates what it reports, never what is to come.
+_FUTURE_QUESTION = re.compile(r"\b(?:will|shall|'ll)\b|\b(?:is|are)\b.*\bto be\b|\b(?:is|are)\b.*\b(?:due|scheduled|set|expected|going) to\b", re.I)
 LEAD_SENTENCES = 3  # a news report says when its event happened in its first sentences
 
 
@@ -332,8 +335,9 @@ class AnswerStep:
         Only for a document that reports its events at its own date: one whose cited sentence or
         first sentences give a time relative to the writing ("today", "on Thursday"), as a news
         report does. An interview or an essay dated the day it was published speaks of things
-        that happened at other times, and its date answers none of them."""
-        if q.expected != "date" or _WEEKDAY_QUESTION.search(q.text):
+        that happened at other times, and its date answers none of them. Nor a question about what
+        will happen ("When will the shuttle arrive?"): the date of writing is not a future event's."""
+        if q.expected != "date" or _WEEKDAY_QUESTION.search(q.text) or _FUTURE_QUESTION.search(q.text):
             return None  # (a question for the day of the week wants the weekday the sentence gives)
         text = self.index.sent_text[sid]
         labels = TYPE_LABELS["date"]

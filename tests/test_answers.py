@@ -64,6 +64,16 @@ def test_the_document_date_answers_only_for_a_document_that_reports_at_its_date(
     assert a["answer_source"] != "document_date"
 
 
+@pytest.mark.parametrize("question", ["When will it happen?", "When is the meeting to be held?",
+                                      "When is the vote scheduled to take place?", "When are the talks expected to resume?"])
+def test_a_question_about_what_will_happen_is_not_answered_by_the_date_of_writing(engine, question) -> None:
+    """The news report (003) dates what it reports by its own date; what is to come happens later."""
+    step = engine.answerer
+    sids = next(s for d, s in engine.index.doc_sentences.items() if d.startswith("003_"))
+    dated = [s for s in sids if step.document_date_fallback(analyze("When did it happen?"), s, None) is not None]
+    assert dated and all(step.document_date_fallback(analyze(question), s, None) is None for s in dated)
+
+
 def test_a_question_for_the_day_of_the_week_gets_the_weekday_not_the_document_date(engine) -> None:
     a = engine.ask("What day of the week was Kakar's meeting with President Aliyev held?").to_dict()
     assert a["answer_source"] == "sentence" and a["answer"] == "Thursday"
