@@ -10,9 +10,11 @@ a dated article is answered by its date with high confidence.
 This makes the input from SQuAD training questions, in both directions (``how`` ``dateline``):
 
 - *positive*: a "when" question (``qa.analyze``: expected type ``date``) whose answer is a date
-  that its gold sentence gives after "in", "on" or "during" ("The bridge opened in 1932."):
-  the date and its preposition taken out of the sentence ("The bridge opened.") and put before it
-  as the dateline ("On 1932, The bridge opened."), the answer now the dateline's date. Only when
+  that its gold sentence gives after "in", "on" or "during" ("The bridge opened to traffic in
+  1932."): the date and its preposition taken out of the sentence ("The bridge opened to
+  traffic.") and put before it as the dateline ("On 1932, The bridge opened to traffic."), the
+  answer now the dateline's date. Only when at least four words are left, when the date is not
+  the first part of a longer phrase ("the 12th centuries", "1990s-era"), and when
   the sentence then gives no other absolute date (a digit or a month's name: what makes the
   answer step read the dateline at all, ``qa/answer.py``);
 - *retrieval negatives*: the same question's retrieval negatives with the same dateline, when they
@@ -77,7 +79,7 @@ def dateline_pairs(pairs: list, pair_type) -> Iterator:
     ``pairs``, each positive followed by its retrieval negatives (as ``load_pairs`` writes them),
     then its near-misses."""
     groups: list[tuple] = []
-    near: dict[tuple[str, str], list] = {}
+    near: dict[tuple[str, tuple[str, ...]], list] = {}
     for p in pairs:
         if p.kind == "pos" and not p.how:
             groups.append((p, []))
