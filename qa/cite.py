@@ -2,7 +2,8 @@
 
 The answer is always a quote: the phrase the reader chose inside the top sentence, or for a
 "when" question whose sentence holds no date the cited document's own date (said so), or the
-whole sentence when no phrase was chosen. A question asking for two things ("who led each
+whole sentence when no phrase was chosen. A phrase that is only a time relative to the writing
+("today") abstains, with a note, for a question asking for a date in a document without one. A question asking for two things ("who led each
 side") gets its second phrase from the decision's alternatives, each part cited. The other
 citations follow in the reader's order, one per sentence.
 """
@@ -16,6 +17,13 @@ from qa.analyze import Question, wants_several
 from qa.answer import AnswerStep, Decision
 from qa.features import SpanCandidate
 from qa.types import Answer, AnswerPart, AnswerSource, Citation
+
+# A question for a calendar date ("On what date was it held?"), and a phrase that names a time only
+# relative to when its document was written ("today", "yesterday"): in a document without a date it
+# names no date, so it answers no such question.
+_ASKS_DATE = re.compile(r"\b(?:what|which)\s+date\b", re.I)
+_RELATIVE_ONLY = re.compile(r"(?:today|tonight|yesterday|tomorrow|(?:this|last|next) (?:morning|evening|week|month|year))",
+                            re.I)  # fmt: skip
 
 
 def _norm(text: str) -> str:
@@ -65,7 +73,14 @@ class Citer:
         source: AnswerSource | None = None
         doc_span: tuple[str, int, int] | None = None
         span: tuple[int, int] | None = None
-        if not decision.abstain:
+        abstain, confidence = decision.abstain, decision.confidence
+        if not abstain and self._undated_relative(q, best_sid, decision.span):
+            sp = decision.span
+            assert sp is not None
+            abstain, confidence = True, 0.0
+            phrase = self.index.sent_text[best_sid][sp.start : sp.end]
+            note = f'the cited sentence says "{phrase}", and its document gives no date to read that against'
+        if not abstain:
             doc = self.step.document_date_fallback(q, best_sid, decision.span)
             s0 = int(self.index.sent_start[best_sid])
             if doc is not None:
@@ -106,8 +121,8 @@ class Citer:
         return Answer(
             question=question,
             answer=answer_text,
-            abstained=decision.abstain,
-            confidence=decision.confidence,
+            abstained=abstain,
+            confidence=confidence,
             citations=tuple(citations),
             id=id,
             answer_source=source,
@@ -121,6 +136,14 @@ class Citer:
             answer_note=note,
             answers=parts,
         )
+
+    def _undated_relative(self, q: Question, sid: int, span: SpanCandidate | None) -> bool:
+        """Is the phrase a time relative to the writing ("today") asked for a date ("on what date …?")
+        in a document that has no date?"""
+        if span is None or not _ASKS_DATE.search(q.text):
+            return False
+        phrase = self.index.sent_text[sid][span.start : span.end].strip()
+        return _RELATIVE_ONLY.fullmatch(phrase) is not None and not self.index.docs[self.index.sent_doc[sid]].date_iso
 
     def _second_part(self, q: Question, decision: Decision) -> tuple[int, SpanCandidate] | None:
         """The second phrase of a question asking for two (or each/both), or None."""

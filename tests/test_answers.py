@@ -74,6 +74,19 @@ def test_a_question_about_what_will_happen_is_not_answered_by_the_date_of_writin
     assert dated and all(step.document_date_fallback(analyze(question), s, None) is None for s in dated)
 
 
+def test_today_in_a_document_without_a_date_answers_no_question_for_a_date(engine) -> None:
+    """The demo's 000 has no date: its "held in a virtual mode today" names no date to a user."""
+    undated = "On what date was the second round of Pakistan-Azerbaijan Bilateral Political Consultations held?"
+    a = engine.ask(undated).to_dict()
+    assert a["abstained"] and a["answer"] is None and a["confidence"] == 0.0
+    assert '"today"' in a["answer_note"] and "no date" in a["answer_note"]
+    assert a["citations"][0]["sentence"].endswith("in a virtual mode today.")  # the nearest sentence still cited
+    when = engine.ask("When was the second round of Pakistan-Azerbaijan Bilateral Political Consultations held?")
+    assert "no date to read" not in (when.answer_note or "")  # "when" may be answered "today": a quote, not a date
+    dated = engine.ask("On what date were direct AZAL flights announced?").to_dict()  # a dated report's "today"
+    assert not dated["abstained"] and dated["answer_source"] == "document_date"
+
+
 def test_a_question_for_the_day_of_the_week_gets_the_weekday_not_the_document_date(engine) -> None:
     a = engine.ask("What day of the week was Kakar's meeting with President Aliyev held?").to_dict()
     assert a["answer_source"] == "sentence" and a["answer"] == "Thursday"

@@ -168,7 +168,7 @@ class AnswerOut(BaseModel):
     resolved_question: str | None = Field(None, description="how a follow-up was read, with the turn before")
     reader: str | None = Field(None, description="the reader that chose the answer (neural or linear)")
     support: float | None = None
-    answer_note: str | None = Field(None, description="a note on where the answer comes from (the document's date)")
+    answer_note: str | None = Field(None, description="a note on where the answer comes from (the document's date), or on why it abstained")
     answers: list[AnswerPart] | None = Field(
         None, description="both parts of an answer to a question asking for two things (\"who led each side\"); "
         "`answer` is the first")
