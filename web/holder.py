@@ -31,6 +31,11 @@ from index.uploads import leftovers, pending_changes
 from qa.engine import Engine
 from web.batching import BatchingEncoder
 
+# An upload or a deletion waits its turn behind the ones this server is already applying (each
+# writes a new generation: seconds each on a busy 2-core machine, so three at once took more than
+# 10 s here); only a longer queue answers 503 with Retry-After.
+QUEUE_WAIT_SECONDS = 60.0
+
 
 class IndexBusy(Exception):
     """Another writer holds the index; the message says to retry."""
@@ -176,7 +181,7 @@ class EngineHolder:
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
-        if not self._write.acquire(timeout=live.WAIT_SECONDS):
+        if not self._write.acquire(timeout=QUEUE_WAIT_SECONDS):
             raise IndexBusy("another upload or deletion is still being applied; try again in a few seconds")
         try:
             yield
