@@ -3,9 +3,9 @@
 The answer is always a quote: the phrase the reader chose inside the top sentence, or for a
 "when" question whose sentence holds no date the cited document's own date (said so), or the
 whole sentence when no phrase was chosen. A phrase that is only a time relative to the writing
-("today") abstains, with a note, for a question asking for a date in a document without one. A question asking for two things ("who led each
-side") gets its second phrase from the decision's alternatives, each part cited. The other
-citations follow in the reader's order, one per sentence.
+("today") abstains, with a note, for a question asking for a date in a document without one. A
+question asking for two things ("who led each side") gets its second phrase from the decision's
+alternatives, each part cited. The other citations follow in the reader's order, one per sentence.
 """
 
 from __future__ import annotations
