@@ -137,6 +137,66 @@ def test_the_shipped_model_is_int8_small_and_described_by_its_card() -> None:
     assert card["training"]["examples_seen"] > 0 and card["learning_curve"]
 
 
+def test_the_shipped_model_stores_its_weights_unsigned() -> None:
+    """u8 × s8 products saturate on x86 CPUs without VNNI (onnxruntime adds them in 16 bits
+    there), so an int8-weight file reads differently by machine; uint8 weights read the same
+    everywhere (``eval.train_reader.unsigned_weights``)."""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(MODEL_FILE))
+    kinds = {i.name: i.data_type for i in model.graph.initializer}
+    weights = [kinds[n.input[1]] for n in model.graph.node if n.op_type == "MatMulInteger"]
+    assert weights and all(k == TensorProto.UINT8 for k in weights)
+
+
+def _one_matmul(path: Path, w: np.ndarray) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "one",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, w.shape[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, w.shape[1]])],
+        [numpy_helper.from_array(w, "w")])  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_unsigned_weights_compute_the_quantised_product_exactly_on_this_cpu(tmp_path: Path) -> None:
+    """A product whose pairs of u8 × s8 terms pass 16 bits (255 × 127 × 2) comes out as the exact
+    integer arithmetic says once the weights are unsigned, and the weights are the same numbers."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from eval.train_reader import unsigned_weights
+
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.5, 1.0, size=(64, 8)).astype(np.float32)
+    w[:, 1] *= -1
+    _one_matmul(tmp_path / "f.onnx", w)
+    q = tmp_path / "q.onnx"
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(q), weight_type=QuantType.QInt8, per_channel=True)
+    before = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(q)).graph.initializer}
+    assert unsigned_weights(q) == 1 and unsigned_weights(q) == 0
+    after = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(q)).graph.initializer}
+    (wq,) = [n for n, a in after.items() if a.dtype == np.uint8 and a.ndim == 2]
+    zp = next(n for n in after if n.startswith(wq.removesuffix("_quantized")) and n.endswith("zero_point"))
+    assert np.array_equal(before[wq].astype(np.int32) - before[zp], after[wq].astype(np.int32) - after[zp])
+
+    x = np.concatenate([np.full((1, 64), 4.0), rng.uniform(-1, 4, size=(3, 64))]).astype(np.float32)
+    got = ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    # DynamicQuantizeLinear, then the integer product, as the ONNX operators define them
+    lo, hi = min(0.0, float(x.min())), max(0.0, float(x.max()))
+    scale = np.float32((hi - lo) / 255)
+    x_zero = np.clip(np.rint(-lo / scale), 0, 255)
+    xq = np.clip(np.rint(x / scale) + x_zero, 0, 255)
+    w_scale = after[wq.removesuffix("_quantized") + "_scale"]
+    exact = ((xq - x_zero) @ (after[wq].astype(np.float64) - after[zp])) * scale * w_scale
+    assert np.allclose(got, exact, rtol=1e-4, atol=1e-3)
+
+
 def test_the_reader_finds_the_phrase_that_answers(reader: NeuralReader) -> None:
     got = reader.read(
         "Who wrote Pride and Prejudice?",
