@@ -3,7 +3,9 @@
 The answer is always a quote: the phrase the reader chose inside the top sentence, or for a
 "when" question whose sentence holds no date the cited document's own date (said so), or the
 whole sentence when no phrase was chosen. A phrase that is only a time relative to the writing
-("today") abstains, with a note, for a question asking for a date in a document without one. A
+("today") abstains, with a note, for a question asking for a date in a document without one; so
+does a person whose title in the sentence has another rank than the office asked about (a
+*deputy* foreign minister for "who is the foreign minister?"). A
 question asking for two things ("who led each side") gets its second phrase from the decision's
 alternatives, each part cited. The other citations follow in the reader's order, one per sentence.
 """
@@ -24,6 +26,73 @@ from qa.types import Answer, AnswerPart, AnswerSource, Citation
 _ASKS_DATE = re.compile(r"\b(?:what|which)\s+date\b", re.I)
 _RELATIVE_ONLY = re.compile(r"(?:today|tonight|yesterday|tomorrow|(?:this|last|next) (?:morning|evening|week|month|year))",
                             re.I)  # fmt: skip
+
+# Offices, and the rank words that make another office of one: a deputy foreign minister is not the
+# foreign minister, a vice-chair not the chair, nor the president the vice president. ("Acting",
+# "interim", "caretaker" and "former" are left out: an acting or caretaker prime minister is the
+# prime minister of the day, and a former one may be what a question in the past asks for.)
+_OFFICE = (r"minister|secretary|president|ambassador|governor|director|chairman|chairwoman|chairperson|chair"
+           r"|commander|chief|mayor|speaker|premier|chancellor|leader|head|editor|manager|representative|consul"
+           r"|envoy|commissioner|attorney|prosecutor|principal|dean|provost|treasurer|captain|coach|officer"
+           r"|spokesman|spokeswoman|spokesperson|administrator|general|admiral|marshal|justice|judge")  # fmt: skip
+_RANK = r"deputy|vice|assistant|associate|junior|under-|undersecretary"
+_RANK_WORD = re.compile(rf"^(?:{_RANK})(?:\b|-)", re.I)
+# a word of a title before a name: capitalised ("Deputy Foreign Minister"), or one of the lowercase
+# words titles are written with ("the deputy foreign minister")
+_TITLE_WORD = (r"(?:(?-i:[A-Z][\w.&-]*)|of|for|foreign|prime|state|general|defence|defense|finance|interior|home"
+               r"|chief|executive|deputy|vice|assistant|associate|junior)")  # fmt: skip
+_TITLE_BEFORE = re.compile(rf"((?:{_TITLE_WORD}[\s-]+){{0,6}}?({_OFFICE}))\s+$", re.I)
+_TITLE_AFTER = re.compile(rf"^\s*,\s+(?:the\s+|a\s+|an\s+)?((?:[\w'’&.-]+\s+){{0,4}}?({_OFFICE}))\b", re.I)
+# the office a question asks the holder of: "Who is/was … <office>" (the first office after the
+# verb: "Who was Pakistan's prime minister during President Musharraf's visit?" asks for the prime
+# minister), or "Which <office> …" ("Which Azerbaijani minister accompanied …?")
+_ASKS_HOLDER = re.compile(r"^\s*(?:who|whom)\s+(?:is|was|are|were|became|becomes|has been|had been|will be|remains|remained"
+                          r"|serves as|served as)\s+(?P<rest>.*)", re.I | re.S)  # fmt: skip
+_ASKS_WHICH = re.compile(rf"^\s*(?:which|what)\s+(?P<rest>(?:[\w'’-]+\s+){{0,3}}?(?:(?:{_RANK})-)?(?:{_OFFICE})s?\b)", re.I)
+_QUESTION_OFFICE = re.compile(rf"((?:[\w'’-]+\s+){{0,3}}?)((?:(?:{_RANK})-)?({_OFFICE}))s?\b", re.I)
+_NOT_TITLE = frozenset("the a an who whom which what whose is was are were s of as to did does do and in at".split())
+
+
+def _ranked(words: list[str]) -> bool:
+    return any(_RANK_WORD.match(w) for w in words)
+
+
+def asked_office(question: str) -> tuple[str, bool, str] | None:
+    """The office whose holder the question asks for: (office word, has a rank word, how the
+    question says it), or None ("Who is Azerbaijan's deputy foreign minister?" → ("minister", True,
+    "deputy foreign minister"))."""
+    m = _ASKS_HOLDER.match(question) or _ASKS_WHICH.match(question)
+    if m is None:
+        return None
+    o = _QUESTION_OFFICE.search(m.group("rest"))
+    if o is None:
+        return None
+    kept: list[str] = []
+    for w in reversed(o.group(1).split()):
+        w = re.sub(r"['’]s$", "", w)
+        if w.lower() in _NOT_TITLE or not re.fullmatch(r"[\w-]+", w) or w[:1].isupper() and not _RANK_WORD.match(w):
+            break  # "Azerbaijan's", "the": not words of the title
+        kept.insert(0, w)
+    words = kept + [o.group(2)]
+    return o.group(3).lower(), _ranked(words), " ".join(words)
+
+
+def other_rank(question: str, sentence: str, start: int, end: int) -> tuple[str, str] | None:
+    """(the phrase's title in the sentence, the office as the question says it) when the question
+    asks for the holder of an office and the title the sentence gives the phrase ``start:end``,
+    just before it ("Deputy Foreign Minister Ramiz Hasanov") or after it ("Ramiz Hasanov, the
+    deputy foreign minister"), names that office with another rank: one has a rank word (deputy,
+    vice, assistant …) and the other does not. None otherwise."""
+    asked = asked_office(question)
+    if asked is None:
+        return None
+    m = _TITLE_BEFORE.search(sentence[max(0, start - 80) : start]) or _TITLE_AFTER.match(sentence[end : end + 80])
+    if m is None:
+        return None
+    title, office = re.sub(r"^(?:(?:of|for)\s+)+", "", m.group(1).strip(), flags=re.I), m.group(2).lower()
+    if office != asked[0] or _ranked(re.findall(r"[\w-]+", title)) == asked[1]:
+        return None
+    return title, asked[2]
 
 
 def _norm(text: str) -> str:
@@ -80,6 +149,14 @@ class Citer:
             abstain, confidence = True, 0.0
             phrase = self.index.sent_text[best_sid][sp.start : sp.end]
             note = f'the cited sentence says "{phrase}", and its document gives no date to read that against'
+        if not abstain and decision.span is not None:
+            sp = decision.span
+            text = self.index.sent_text[best_sid]
+            other = other_rank(q.text, text, sp.start, sp.end)
+            if other is not None:
+                abstain, confidence = True, 0.0
+                note = (f'the cited sentence gives {text[sp.start : sp.end]} the title "{other[0]}", '
+                        f'another office than the {other[1]} asked about')  # fmt: skip
         if not abstain:
             doc = self.step.document_date_fallback(q, best_sid, decision.span)
             s0 = int(self.index.sent_start[best_sid])
