@@ -42,6 +42,7 @@ _RANK_WORD = re.compile(rf"^(?:{_RANK})(?:\b|-)", re.I)
 _TITLE_WORD = (r"(?:(?-i:[A-Z][\w.&-]*)|of|for|foreign|prime|state|general|defence|defense|finance|interior|home"
                r"|chief|executive|deputy|vice|assistant|associate|junior)")  # fmt: skip
 _TITLE_BEFORE = re.compile(rf"((?:{_TITLE_WORD}[\s-]+){{0,6}}?({_OFFICE}))\s+$", re.I)
+_TITLE_LEADING = re.compile(rf"^((?:{_TITLE_WORD}[\s-]+){{0,6}}?({_OFFICE}))\s+(?-i:[A-Z])", re.I)  # inside the phrase
 _TITLE_AFTER = re.compile(rf"^\s*,\s+(?:the\s+|a\s+|an\s+)?((?:[\w'’&.-]+\s+){{0,4}}?({_OFFICE}))\b", re.I)
 # the office a question asks the holder of: "Who is/was … <office>" (the first office after the
 # verb: "Who was Pakistan's prime minister during President Musharraf's visit?" asks for the prime
@@ -80,13 +81,14 @@ def asked_office(question: str) -> tuple[str, bool, str] | None:
 def other_rank(question: str, sentence: str, start: int, end: int) -> tuple[str, str] | None:
     """(the phrase's title in the sentence, the office as the question says it) when the question
     asks for the holder of an office and the title the sentence gives the phrase ``start:end``,
-    just before it ("Deputy Foreign Minister Ramiz Hasanov") or after it ("Ramiz Hasanov, the
-    deputy foreign minister"), names that office with another rank: one has a rank word (deputy,
-    vice, assistant …) and the other does not. None otherwise."""
+    just before it ("Deputy Foreign Minister Ramiz Hasanov"), at the start of the phrase itself, or
+    after it ("Ramiz Hasanov, the deputy foreign minister"), names that office with another rank:
+    one has a rank word (deputy, vice, assistant …) and the other does not. None otherwise."""
     asked = asked_office(question)
     if asked is None:
         return None
-    m = _TITLE_BEFORE.search(sentence[max(0, start - 80) : start]) or _TITLE_AFTER.match(sentence[end : end + 80])
+    m = (_TITLE_BEFORE.search(sentence[max(0, start - 80) : start]) or _TITLE_LEADING.match(sentence[start:end])
+         or _TITLE_AFTER.match(sentence[end : end + 80]))  # fmt: skip
     if m is None:
         return None
     title, office = re.sub(r"^(?:(?:of|for)\s+)+", "", m.group(1).strip(), flags=re.I), m.group(2).lower()

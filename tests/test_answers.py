@@ -100,6 +100,8 @@ def test_today_in_a_document_without_a_date_answers_no_question_for_a_date(engin
      "George Beadle", ("President", "vice president")),
     ("Which minister accompanied President Aliyev?", "He was joined by Assistant Minister Ali Khan.", "Ali Khan",
      ("Assistant Minister", "minister")),
+    ("Who is Azerbaijan's foreign minister?", "Deputy Foreign Minister Ramiz Hasanov headed the delegation.",
+     "Deputy Foreign Minister Ramiz Hasanov", ("Deputy Foreign Minister", "foreign minister")),  # the phrase's own title
     # the same rank, or a rank word the question also has: the office asked about
     ("Who is Azerbaijan's deputy foreign minister?",
      "Deputy Foreign Minister Ramiz Hasanov headed the Azerbaijan delegation.", "Ramiz Hasanov", None),
