@@ -4,8 +4,9 @@ The answer is always a quote: the phrase the reader chose inside the top sentenc
 "when" question whose sentence holds no date the cited document's own date (said so), or the
 whole sentence when no phrase was chosen. A phrase that is only a time relative to the writing
 ("today") abstains, with a note, for a question asking for a date in a document without one; so
-does a person whose title in the sentence has another rank than the office asked about (a
-*deputy* foreign minister for "who is the foreign minister?"). A
+does a person whose title in the sentence names another office than the one asked about: of
+another rank (a *deputy* foreign minister for "who is the foreign minister?") or another party's
+(Azerbaijan's ambassador to Pakistan for "who is Pakistan's ambassador to Azerbaijan?"). A
 question asking for two things ("who led each side") gets its second phrase from the decision's
 alternatives, each part cited. The other citations follow in the reader's order, one per sentence.
 """
@@ -97,6 +98,64 @@ def other_rank(question: str, sentence: str, start: int, end: int) -> tuple[str,
     return title, asked[2]
 
 
+# whose office, and towards whom: "Pakistan's ambassador to Azerbaijan", "Ambassador of Azerbaijan to
+# Pakistan" (a run of capitalised words; an abbreviation such as "US" is left out: "US" and "United
+# States" would look like two parties)
+_NAME = r"(?-i:[A-Z][a-z][\w-]*)(?:\s+(?-i:[A-Z][a-z][\w-]*))*"
+_POSSESSOR = re.compile(rf"({_NAME})['’]s\s+$")
+_OF_TO = re.compile(rf"^s?(?:\s+of\s+(?:the\s+)?(?P<of>{_NAME}))?(?:\s+(?:to|in)\s+(?:the\s+)?(?P<to>{_NAME}))?")
+
+
+def _parties(text: str, office_start: int, office_end: int) -> tuple[str | None, str | None, int, int]:
+    """(whose office, towards whom, where the title with them starts and ends in ``text``) of the
+    office word at ``office_start:office_end``: "Pakistan's ambassador to Azerbaijan" → ("Pakistan",
+    "Azerbaijan", …)."""
+    m = _OF_TO.match(text[office_end:])
+    of, to = (m.group("of"), m.group("to")) if m else (None, None)
+    end = office_end + (m.end() if m else 0)
+    start = office_start
+    while True:  # back over the title's words ("Foreign" of "Russia's Foreign Minister")
+        w = re.search(r"([\w-]+)\s+$", text[:start])
+        if w is None or not re.fullmatch(_TITLE_WORD, w.group(1), re.I) or w.group(1).lower() in ("of", "for"):
+            break
+        start = w.start(1)
+    p = _POSSESSOR.search(text[:start])
+    if p is not None:
+        start = p.start(1)
+        of = of or p.group(1)
+    return of, to, start, end
+
+
+def _same_party(a: str, b: str) -> bool:
+    a, b = a.lower(), b.lower()
+    return a.startswith(b) or b.startswith(a)  # "Pakistan" and "Pakistani"
+
+
+def other_party(question: str, sentence: str, start: int, end: int) -> tuple[str, str] | None:
+    """(the phrase's office as the sentence says it, as the question says it) when the question asks
+    for the holder of a party's office ("Who is Pakistan's ambassador to Azerbaijan?") and the title
+    the sentence gives the phrase names another party's ("Khazar Farhadov, Ambassador of Azerbaijan
+    to Pakistan"): whose office it is, or towards whom, differs. None otherwise."""
+    asked = asked_office(question)
+    if asked is None:
+        return None
+    qo = next((m for m in re.finditer(rf"\b{re.escape(asked[0])}s?\b", question, re.I)), None)
+    found = [(base, m) for base, m in ((max(0, start - 80), _TITLE_BEFORE.search(sentence[max(0, start - 80) : start])),
+                                       (start, _TITLE_LEADING.match(sentence[start:end])),
+                                       (end, _TITLE_AFTER.match(sentence[end : end + 80]))) if m is not None]  # fmt: skip
+    if qo is None or not found:
+        return None
+    base, m = found[0]
+    o_start, o_end = base + m.start(2), base + m.end(2)
+    if sentence[o_start:o_end].lower() != asked[0]:
+        return None
+    q_of, q_to, qa, qb = _parties(question, qo.start(), qo.end())
+    s_of, s_to, sa, sb = _parties(sentence, o_start, o_end)
+    if (q_of and s_of and not _same_party(q_of, s_of)) or (q_to and s_to and not _same_party(q_to, s_to)):
+        return sentence[sa:sb], question[qa:qb]
+    return None
+
+
 def _norm(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
@@ -154,11 +213,11 @@ class Citer:
         if not abstain and decision.span is not None:
             sp = decision.span
             text = self.index.sent_text[best_sid]
-            other = other_rank(q.text, text, sp.start, sp.end)
+            other = other_rank(q.text, text, sp.start, sp.end) or other_party(q.text, text, sp.start, sp.end)
             if other is not None:
                 abstain, confidence = True, 0.0
                 note = (f'the cited sentence gives {text[sp.start : sp.end]} the title "{other[0]}", '
-                        f'another office than the {other[1]} asked about')  # fmt: skip
+                        f"another office than the one asked about ({other[1]})")  # fmt: skip
         if not abstain:
             doc = self.step.document_date_fallback(q, best_sid, decision.span)
             s0 = int(self.index.sent_start[best_sid])
