@@ -846,7 +846,7 @@ def unsigned_weights(path: Path) -> int:
     saturate; with VNNI the sums are exact. The same file then reads differently by machine: on an
     AVX2 EPYC without VNNI the shipped reader's answerability logits moved by 0.15 (median; up to
     1.3) from the exact ones, and two demo answers flipped. uint8 × uint8 (u8u8) is computed in 16-bit
-    lanes after widening, exactly, on every CPU; it cost 9% of the warm question time there."""
+    lanes after widening, exactly, on every CPU; it cost 7-11% of the warm question time there."""
     import onnx
     from onnx import numpy_helper
 

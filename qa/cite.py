@@ -86,16 +86,26 @@ def other_rank(question: str, sentence: str, start: int, end: int) -> tuple[str,
     after it ("Ramiz Hasanov, the deputy foreign minister"), names that office with another rank:
     one has a rank word (deputy, vice, assistant …) and the other does not. None otherwise."""
     asked = asked_office(question)
-    if asked is None:
+    found = _phrase_title(sentence, start, end) if asked is not None else None
+    if asked is None or found is None:
         return None
-    m = (_TITLE_BEFORE.search(sentence[max(0, start - 80) : start]) or _TITLE_LEADING.match(sentence[start:end])
-         or _TITLE_AFTER.match(sentence[end : end + 80]))  # fmt: skip
-    if m is None:
-        return None
+    base, m = found
     title, office = re.sub(r"^(?:(?:of|for)\s+)+", "", m.group(1).strip(), flags=re.I), m.group(2).lower()
     if office != asked[0] or _ranked(re.findall(r"[\w-]+", title)) == asked[1]:
         return None
     return title, asked[2]
+
+
+def _phrase_title(sentence: str, start: int, end: int) -> tuple[int, re.Match[str]] | None:
+    """The title the sentence gives the phrase ``start:end``: just before it, at its start, or in
+    apposition after it, as (where the searched text starts in ``sentence``, the match: group 1 the
+    title, group 2 its office word); None when it gives none."""
+    for base, m in ((max(0, start - 80), _TITLE_BEFORE.search(sentence[max(0, start - 80) : start])),
+                    (start, _TITLE_LEADING.match(sentence[start:end])),
+                    (end, _TITLE_AFTER.match(sentence[end : end + 80]))):  # fmt: skip
+        if m is not None:
+            return base, m
+    return None
 
 
 # whose office, and towards whom: "Pakistan's ambassador to Azerbaijan", "Ambassador of Azerbaijan to
@@ -137,15 +147,13 @@ def other_party(question: str, sentence: str, start: int, end: int) -> tuple[str
     the sentence gives the phrase names another party's ("Khazar Farhadov, Ambassador of Azerbaijan
     to Pakistan"): whose office it is, or towards whom, differs. None otherwise."""
     asked = asked_office(question)
-    if asked is None:
+    found = _phrase_title(sentence, start, end) if asked is not None else None
+    if asked is None or found is None:
         return None
-    qo = next((m for m in re.finditer(rf"\b{re.escape(asked[0])}s?\b", question, re.I)), None)
-    found = [(base, m) for base, m in ((max(0, start - 80), _TITLE_BEFORE.search(sentence[max(0, start - 80) : start])),
-                                       (start, _TITLE_LEADING.match(sentence[start:end])),
-                                       (end, _TITLE_AFTER.match(sentence[end : end + 80]))) if m is not None]  # fmt: skip
-    if qo is None or not found:
+    qo = re.search(rf"\b{re.escape(asked[0])}s?\b", question, re.I)
+    if qo is None:
         return None
-    base, m = found[0]
+    base, m = found
     o_start, o_end = base + m.start(2), base + m.end(2)
     if sentence[o_start:o_end].lower() != asked[0]:
         return None
