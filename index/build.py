@@ -435,7 +435,7 @@ def write_generation(
                         for o in old_pids
                     )
                     w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
-                    w.add_parses((sid_map[o], old.parse_json(o)) for o in old_sids)
+                    w.add_parses((sid_map[o], j) for o in old_sids if (j := old.stored_parse_json(o)) is not None)
                     out.sentences.append(old.sentence_vectors.vectors(slice(old_sids.start, old_sids.stop)))
                     out.passages.append(old.passage_vectors.vectors(slice(old_pids.start, old_pids.stop)))
                     if len(old_sids):
@@ -469,7 +469,7 @@ def write_generation(
                 doc_mentions = mentions[soff : soff + ns]
                 w.add_mentions((sid + k, m.start, m.end, m.label, m.value)
                                for k, a_ in enumerate(doc_mentions) for m in a_.mentions)
-                w.add_parses((sid + k, a_.parse.to_json()) for k, a_ in enumerate(doc_mentions))
+                w.add_parses((sid + k, a_.parse.to_json()) for k, a_ in enumerate(doc_mentions) if a_.parse is not None)
                 title_terms.add_texts([doc.title])
                 mention_terms.add_texts(
                     doc.text[s + m.start : s + m.end]
@@ -542,7 +542,8 @@ class ClusterIngest(ChunkCompute, Protocol):
 
 
 def annotate_batch(batch: list[PreparedDocument]) -> list[Annotation]:
-    """Mentions and parses of a batch's sentences (each anchored on its document's date)."""
+    """Mentions of a batch's sentences (each anchored on its document's date; no parses: those are
+    made where read, see index.annotate)."""
     return annotate(
         [nd.doc.text[s:e] for nd in batch for s, e in nd.sents],
         [nd.doc.date.iso if nd.doc.date else None for nd in batch for _ in nd.sents],

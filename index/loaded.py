@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.annotate import EMPTY_PARSE, Parse
+from index.annotate import EMPTY_PARSE, Parse, parse_sentences
 from index.arrays import load_array
 from index.bm25 import Bm25Index
 from index.documents import DocDate, Document
@@ -276,17 +276,29 @@ class LoadedIndex:
                 # SQLite opens the file lazily: read the schema now, while the file is surely there.
                 self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
-    def parse_json(self, sid: int) -> str:
+    def stored_parse_json(self, sid: int) -> str | None:
+        """The parse an earlier build stored for sentence ``sid`` (JSON), or None (builds since
+        annotator 3 store none: see ``parse``)."""
         self.connect()
         with self._db_lock:
             assert self._db is not None
             row = self._db.execute("SELECT parse FROM parses WHERE sentence_id = ?", (int(sid),)).fetchone()
-        return row[0] if row else EMPTY_PARSE.to_json()
+        return row[0] if row else None
+
+    def parse_json(self, sid: int) -> str:
+        return self.parse(sid).to_json()
 
     def parse(self, sid: int) -> Parse:
+        """Sentence ``sid``'s dependency parse: the stored one, else made now with spaCy (the linear
+        answer step reads it for the few sentences it chooses a phrase from) and kept in memory."""
         got = self._parses.get(sid)
         if got is None:
-            got = Parse.from_json(self.parse_json(sid))
+            stored = self.stored_parse_json(sid)
+            if stored is not None:
+                got = Parse.from_json(stored)
+            else:
+                text = self.sent_text[sid]
+                got = parse_sentences([text])[0] if text.strip() else EMPTY_PARSE
             if len(self._parses) > 50_000:
                 self._parses.clear()
             self._parses[sid] = got

@@ -424,6 +424,10 @@ class ShardedIndex(LoadedIndex):
         s, local = self._sent.locate(int(sid))
         return self.shards[s].parse_json(local)
 
+    def stored_parse_json(self, sid: int) -> str | None:
+        s, local = self._sent.locate(int(sid))
+        return self.shards[s].stored_parse_json(local)
+
     def parse(self, sid: int) -> Parse:
         s, local = self._sent.locate(int(sid))
         return self.shards[s].parse(local)

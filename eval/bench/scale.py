@@ -128,11 +128,9 @@ class Pool:
             cached = json.loads(ann_path.read_text())
         else:
             log(f"annotating the pool: {len(self.texts)} sentences with spaCy (once; cached)")
-            cached = [{"m": [[m.start, m.end, m.label, m.value] for m in a.mentions], "p": a.parse.to_json()}
-                      for a in annotate(self.texts)]
+            cached = [{"m": [[m.start, m.end, m.label, m.value] for m in a.mentions]} for a in annotate(self.texts)]
             ann_path.write_text(json.dumps(cached))
         self.mentions: list[list[tuple[int, int, str, str | None]]] = [[tuple(m) for m in a["m"]] for a in cached]
-        self.parses: list[str] = [a["p"] for a in cached]
         self.terms = [content_terms(t) for t in self.texts]
         self.terms_version = TERMS_VERSION
         self.tokens = np.array([approx_tokens(t) for t in self.texts], dtype=np.int64)
@@ -214,7 +212,6 @@ def write_index(pool: Pool, docs, index_dir: Path, encoder_name: str, ords: list
         w.add_sentences((sid + k, doc_id, k, st[k], en[k], pid + owner[k], None) for k in range(len(ids)))
         w.add_passages((pid + j, doc_id, sid + a, sid + b, st[a], en[b]) for j, (a, b) in enumerate(wins))
         w.add_mentions((sid + k, s, e, lab, val) for k, p in enumerate(ids.tolist()) for s, e, lab, val in pool.mentions[p])
-        w.add_parses((sid + k, pool.parses[p]) for k, p in enumerate(ids.tolist()))
         sent_pool[sid : sid + len(ids)] = ids
         pass_bounds[pid : pid + len(wins)] = [(sid + a, sid + b) for a, b in wins]
         sid += len(ids)
