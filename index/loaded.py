@@ -288,6 +288,17 @@ class LoadedIndex:
     def parse_json(self, sid: int) -> str:
         return self.parse(sid).to_json()
 
+    def prepare_parses(self, sids: Sequence[int]) -> None:
+        """Make the parses of ``sids`` that are neither stored nor in memory, in one spaCy batch
+        (about half the time of one at a time): the linear answer step reads several per question."""
+        need = [int(s) for s in dict.fromkeys(sids) if int(s) not in self._parses and self.sent_text[int(s)].strip()
+                and self.stored_parse_json(int(s)) is None]
+        if not need:
+            return
+        if len(self._parses) > 50_000:
+            self._parses.clear()
+        self._parses.update(zip(need, parse_sentences([self.sent_text[s] for s in need]), strict=True))
+
     def parse(self, sid: int) -> Parse:
         """Sentence ``sid``'s dependency parse: the stored one, else made now with spaCy (the linear
         answer step reads it for the few sentences it chooses a phrase from) and kept in memory."""

@@ -424,6 +424,14 @@ class ShardedIndex(LoadedIndex):
         s, local = self._sent.locate(int(sid))
         return self.shards[s].parse_json(local)
 
+    def prepare_parses(self, sids: Sequence[int]) -> None:
+        by_shard: dict[int, list[int]] = {}
+        for sid in sids:
+            s, local = self._sent.locate(int(sid))
+            by_shard.setdefault(s, []).append(local)
+        for s, local_sids in by_shard.items():
+            self.shards[s].prepare_parses(local_sids)
+
     def stored_parse_json(self, sid: int) -> str | None:
         s, local = self._sent.locate(int(sid))
         return self.shards[s].stored_parse_json(local)

@@ -228,6 +228,7 @@ class AnswerStep:
         order = np.argsort(-s1, kind="stable")
         depth = min(model.rerank_depth, len(order))
         top = order[:depth]
+        self.index.prepare_parses([int(cand.sids[j]) for j in top])  # parses made in one batch where needed
         phrases = [phrases_of(int(cand.sids[j])) for j in top]
         span_scores = [model.span.score(p.numeric, p.cats) if p.spans else np.zeros(0) for p in phrases]
         if avoid:

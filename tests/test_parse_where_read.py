@@ -88,3 +88,18 @@ def test_the_annotator_loads_without_torch_and_leaves_torch_importable() -> None
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=Path(__file__).resolve().parents[1])
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_the_parses_a_linear_answer_reads_are_made_in_one_batch(demo_index: Path, monkeypatch) -> None:
+    from index import loaded
+
+    idx = LoadedIndex.open(demo_index)
+    calls: list[int] = []
+    real = loaded.parse_sentences
+    monkeypatch.setattr(loaded, "parse_sentences", lambda texts: calls.append(len(texts)) or real(texts))
+    engine = Engine(idx, load_encoder(idx.encoder_name), reader="linear")
+    engine.ask("Who led the Azerbaijan delegation?")
+    assert calls and calls[0] > 1  # the re-ranked sentences, together
+    n, made = len(idx._parses), len(calls)
+    engine.ask("Who led the Azerbaijan delegation?")
+    assert len(idx._parses) == n and len(calls) == made  # kept: the same question parses nothing again
