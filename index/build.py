@@ -435,7 +435,7 @@ def write_generation(
                         for o in old_pids
                     )
                     w.add_mentions((sid_map[o], s, e, lab, val) for o in old_sids for s, e, lab, val in old.mentions[o])
-                    w.add_parses((sid_map[o], j) for o in old_sids if (j := old.stored_parse_json(o)) is not None)
+                    w.add_parses((sid_map[o], p) for o in old_sids if (p := old.stored_parse_json(o)) is not None)
                     out.sentences.append(old.sentence_vectors.vectors(slice(old_sids.start, old_sids.stop)))
                     out.passages.append(old.passage_vectors.vectors(slice(old_pids.start, old_pids.stop)))
                     if len(old_sids):
